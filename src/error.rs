@@ -1,0 +1,249 @@
+//! Errors: building a client, handing it a message, and delivering one.
+
+use std::fmt;
+use std::io;
+
+use crate::message::Message;
+
+/// Why [`Builder::build`](crate::Builder::build) refused a configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The URL was the empty string.
+    #[error("the endpoint URL is empty")]
+    EmptyUrl,
+    /// The URL could not be parsed; the text says where.
+    #[error("invalid endpoint URL: {0}")]
+    InvalidUrl(String),
+    /// The URL's scheme is neither `http` nor `https`.
+    #[error("unsupported URL scheme {0:?} (supported: http)")]
+    UnsupportedScheme(String),
+    /// A header name or value, or the content type, cannot be sent.
+    #[error("invalid header: {0}")]
+    InvalidHeader(String),
+    /// The event-loop threads or their poll instances could not be created.
+    #[error("cannot create the event loops: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Why [`Client::notify`](crate::Client::notify) did not accept a message.
+///
+/// Every variant hands the message back unharmed, like crossbeam's
+/// `ArrayQueue::push` returning the value it could not store.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotifyError {
+    /// [`Client::start`](crate::Client::start) has not been called yet
+    /// (the seed's `ErrClientNotStarted`).
+    #[error("client not started")]
+    NotStarted(Message),
+    /// The client already holds `queue_size + workers` messages (queued, in
+    /// flight or waiting for a retry); the seed's `ErrQueueFull`.
+    #[error("notification queue is full")]
+    QueueFull(Message),
+    /// [`Client::stop`](crate::Client::stop) has been called.
+    #[error("client stopped")]
+    Stopped(Message),
+}
+
+impl NotifyError {
+    /// Takes back the message that was not accepted.
+    pub fn into_message(self) -> Message {
+        match self {
+            NotifyError::NotStarted(m) | NotifyError::QueueFull(m) | NotifyError::Stopped(m) => m,
+        }
+    }
+
+    /// The message that was not accepted.
+    pub fn message(&self) -> &Message {
+        match self {
+            NotifyError::NotStarted(m) | NotifyError::QueueFull(m) | NotifyError::Stopped(m) => m,
+        }
+    }
+}
+
+/// The class of a delivery failure; see [`NotificationError::kind`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// The TCP connection could not be opened (refused, unreachable, name
+    /// resolution failed).
+    Connect,
+    /// The attempt did not finish within the client's `timeout`.
+    Timeout,
+    /// The connection failed while the request was written or before any
+    /// response byte arrived (reset, unexpected EOF).
+    Io,
+    /// The server's response broke HTTP/1.1 framing rules or the client's
+    /// limits.
+    Protocol,
+    /// The server answered with a status other than 2xx.
+    Status,
+    /// The client stopped with `shutdown_timeout` before the message was
+    /// delivered.
+    Shutdown,
+}
+
+impl FailureKind {
+    fn describe(self) -> &'static str {
+        match self {
+            FailureKind::Connect => "cannot connect",
+            FailureKind::Timeout => "timed out",
+            FailureKind::Io => "connection failed",
+            FailureKind::Protocol => "invalid response",
+            FailureKind::Status => "server answered",
+            FailureKind::Shutdown => "client shut down before delivery",
+        }
+    }
+}
+
+/// A response the client refused to accept as HTTP/1.1, or one past the
+/// client's limits. The source of a [`FailureKind::Protocol`] failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// The status line or a header line does not parse.
+    #[error("malformed response head: {0}")]
+    MalformedHead(&'static str),
+    /// Status line and headers exceed 64 KiB.
+    #[error("response head larger than 64 KiB")]
+    HeadTooLarge,
+    /// More than 100 header lines.
+    #[error("more than 100 response headers")]
+    TooManyHeaders,
+    /// A status code outside 100–599.
+    #[error("status code {0} out of range")]
+    BadStatus(u16),
+    /// `101 Switching Protocols` to a POST the client never asked to upgrade.
+    #[error("unexpected 101 Switching Protocols")]
+    UnexpectedSwitchingProtocols,
+    /// More than 10 interim (1xx) responses before the final one.
+    #[error("more than 10 interim responses")]
+    TooManyInterim,
+    /// A Content-Length that is not a number, or several that disagree.
+    #[error("invalid or conflicting Content-Length")]
+    BadContentLength,
+    /// An HTTP/1.0 response with Transfer-Encoding.
+    #[error("Transfer-Encoding in an HTTP/1.0 response")]
+    TransferEncodingInHttp10,
+    /// A chunk-size line that is not hexadecimal or overflows.
+    #[error("invalid chunk size")]
+    BadChunkSize,
+    /// Chunk data not followed by CRLF.
+    #[error("chunk data not terminated by CRLF")]
+    BadChunkEnd,
+    /// Chunk extensions or trailers larger than 16 KiB.
+    #[error("chunk extensions or trailers larger than 16 KiB")]
+    ChunkMetadataTooLarge,
+    /// The body ran past the 1 MiB the client reads to keep a connection.
+    #[error("response body larger than 1 MiB")]
+    BodyTooLarge,
+    /// The connection closed before the framing said the body ended.
+    #[error("response truncated")]
+    Truncated,
+}
+
+#[derive(Debug)]
+pub(crate) enum Cause {
+    None,
+    Io(io::Error),
+    Protocol(ProtocolError),
+}
+
+/// A notification that could not be delivered, handed to the error handler
+/// by value together with the message (the seed's `NotificationError`).
+#[derive(Debug)]
+pub struct NotificationError {
+    message: Message,
+    kind: FailureKind,
+    status: Option<u16>,
+    attempts: u32,
+    cause: Cause,
+}
+
+impl NotificationError {
+    pub(crate) fn new(
+        message: Message,
+        kind: FailureKind,
+        status: Option<u16>,
+        attempts: u32,
+        cause: Cause,
+    ) -> NotificationError {
+        NotificationError {
+            message,
+            kind,
+            status,
+            attempts,
+            cause,
+        }
+    }
+
+    /// The bytes of the message that was not delivered.
+    pub fn message(&self) -> &[u8] {
+        self.message.as_bytes()
+    }
+
+    /// Takes the message back, to store or re-send it.
+    pub fn into_message(self) -> Message {
+        self.message
+    }
+
+    /// The status the server answered with, when it answered.
+    pub fn status_code(&self) -> Option<u16> {
+        self.status
+    }
+
+    /// The class of the failure.
+    pub fn kind(&self) -> FailureKind {
+        self.kind
+    }
+
+    /// Whether trying again could succeed: connection, I/O, timeout and
+    /// protocol failures and 5xx answers are retryable; other statuses and
+    /// shutdown are not.
+    pub fn is_retryable(&self) -> bool {
+        match self.kind {
+            FailureKind::Connect
+            | FailureKind::Io
+            | FailureKind::Timeout
+            | FailureKind::Protocol => true,
+            FailureKind::Status => matches!(self.status, Some(500..=599)),
+            FailureKind::Shutdown => false,
+        }
+    }
+
+    /// How many attempts were made for this message.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+}
+
+impl fmt::Display for NotificationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "notification failed: {}", self.kind.describe())?;
+        if let Some(status) = self.status {
+            write!(f, " {status}")?;
+        }
+        match &self.cause {
+            Cause::None => {}
+            Cause::Io(e) => write!(f, ": {e}")?,
+            Cause::Protocol(e) => write!(f, ": {e}")?,
+        }
+        write!(
+            f,
+            " ({} attempt{})",
+            self.attempts,
+            if self.attempts == 1 { "" } else { "s" }
+        )
+    }
+}
+
+impl std::error::Error for NotificationError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.cause {
+            Cause::None => None,
+            Cause::Io(e) => Some(e),
+            Cause::Protocol(e) => Some(e),
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! notifier
+mod endpoint;
+mod error;
+mod message;
+mod proto;
+pub use error::*;
+pub use message::Message;

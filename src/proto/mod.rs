@@ -1,0 +1,6 @@
+//! Sans-IO HTTP/1.1: a request encoder and a response decoder that take and
+//! give bytes. Nothing here touches a socket or a clock, which is what makes
+//! the protocol code testable split by split and fuzzable.
+
+pub(crate) mod request;
+pub(crate) mod response;
