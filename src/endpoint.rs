@@ -122,7 +122,8 @@ impl Endpoint {
         match &self.host {
             Host::Ip(ip) => Ok(vec![SocketAddr::new(*ip, self.port)]),
             Host::Name(name) => {
-                let addrs: Vec<SocketAddr> = (name.as_str(), self.port).to_socket_addrs()?.collect();
+                let addrs: Vec<SocketAddr> =
+                    (name.as_str(), self.port).to_socket_addrs()?.collect();
                 if addrs.is_empty() {
                     return Err(io::Error::new(
                         io::ErrorKind::NotFound,
@@ -195,7 +196,10 @@ mod tests {
         let e = ok("http://[::1]");
         assert_eq!((e.port, e.authority.as_str()), (80, "[::1]"));
 
-        assert_eq!(ok("HTTP://Example.COM:81").host, Host::Name("example.com".into()));
+        assert_eq!(
+            ok("HTTP://Example.COM:81").host,
+            Host::Name("example.com".into())
+        );
         assert_eq!(ok("http://h:").port, 80);
     }
 

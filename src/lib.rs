@@ -1,7 +1,57 @@
-//! notifier
+//! Deliver notifications to one HTTP endpoint without making the caller wait.
+//!
+//! ```text
+//! caller threads ──notify()──► ArrayQueue<Message> (bounded) ──► event-loop thread 1 (mio Poll)
+//!                   │  atomic in-system counter                  ├─ connection slot 1 ─ keep-alive TCP
+//!                   │  (backpressure: QueueFull)                 ├─ connection slot 2
+//!                   └─ wakes a parked loop (mio::Waker) only     └─ timers: request deadlines, idle expiry
+//!                      when one is parked                     ► event-loop thread 2 …
+//! ```
+//!
+//! [`Client::notify`] puts a message in a bounded lock-free queue and
+//! returns. Event-loop threads, each with its own `mio` poll and a share of
+//! the `workers` connection slots, take messages from the queue and POST
+//! each one over a kept-alive HTTP/1.1 connection. The HTTP/1.1 code is
+//! sans-IO (bytes in, bytes out), so it is tested split by split.
+//!
+//! # Semantics
+//!
+//! - **Delivery**: every accepted message ends exactly once, delivered
+//!   (2xx) or handed to the error handler; after [`Client::stop`],
+//!   `accepted == delivered + failed`. A request is sent at most once: it
+//!   is re-sent automatically only when a reused connection turned out
+//!   closed before it took any byte of the request.
+//! - **Ordering**: messages leave the queue in order but travel over up to
+//!   `workers` connections at once; with `workers(1)` they arrive in order.
+//! - **Backpressure**: the client holds at most `queue_size + workers`
+//!   messages; past that `notify` returns [`NotifyError::QueueFull`] with
+//!   the message. Memory stays bounded whatever the server does.
+//! - **Threads**: the error handler runs on an event-loop thread; a slow
+//!   handler delays that loop. A panic in it is caught and counted.
+//! - **Status**: the status decides: 2xx is delivered whatever happens to
+//!   the body; any other status (redirects included, never followed) goes
+//!   to the handler.
+//!
+//! # In scope / out of scope
+//!
+//! In: HTTP/1.1 POST to one `http://` endpoint, keep-alive, per-attempt
+//! deadlines, bounded memory. Out: HTTP/2, streaming bodies, many URLs,
+//! cookies, redirects, proxies.
+
+mod builder;
+mod client;
 mod endpoint;
 mod error;
 mod message;
 mod proto;
-pub use error::*;
+mod runtime;
+mod stats;
+
+pub use builder::{
+    Builder, DEFAULT_CONTENT_TYPE, DEFAULT_IDLE_TIMEOUT, DEFAULT_QUEUE_SIZE, DEFAULT_TIMEOUT,
+    DEFAULT_WORKERS,
+};
+pub use client::Client;
+pub use error::{BuildError, FailureKind, NotificationError, NotifyError, ProtocolError};
 pub use message::Message;
+pub use stats::Stats;

@@ -72,7 +72,12 @@ impl fmt::Debug for Message {
         const SHOWN: usize = 64;
         let bytes = self.as_bytes();
         let head = &bytes[..bytes.len().min(SHOWN)];
-        write!(f, "Message({} bytes: \"{}", bytes.len(), head.escape_ascii())?;
+        write!(
+            f,
+            "Message({} bytes: \"{}",
+            bytes.len(),
+            head.escape_ascii()
+        )?;
         if bytes.len() > SHOWN {
             f.write_str("…")?;
         }

@@ -76,7 +76,10 @@ impl LengthLine {
             }
         }
         // `i` is at least 0 since a usize has at most 20 decimal digits.
-        LengthLine { buf, start: i as u8 }
+        LengthLine {
+            buf,
+            start: i as u8,
+        }
     }
 
     pub(crate) fn as_bytes(&self) -> &[u8] {
@@ -114,7 +117,11 @@ impl<'a> RequestBytes<'a> {
 
     /// The bytes from `offset` on, as at most three slices for a vectored
     /// write. Returns how many of `out` were filled.
-    pub(crate) fn slices_from<'s>(&'s self, mut offset: usize, out: &mut [IoSlice<'s>; 3]) -> usize {
+    pub(crate) fn slices_from<'s>(
+        &'s self,
+        mut offset: usize,
+        out: &mut [IoSlice<'s>; 3],
+    ) -> usize {
         let mut n = 0;
         for part in self.parts {
             if offset >= part.len() {
@@ -129,6 +136,7 @@ impl<'a> RequestBytes<'a> {
     }
 
     /// Appends the bytes from `offset` on to `out`.
+    #[cfg(test)]
     pub(crate) fn copy_from(&self, offset: usize, out: &mut Vec<u8>) {
         let mut slices = [IoSlice::new(&[]); 3];
         let n = self.slices_from(offset, &mut slices);
@@ -175,7 +183,10 @@ mod tests {
             (1_000_000, "1000000"),
             (usize::MAX, "18446744073709551615"),
         ] {
-            assert_eq!(LengthLine::new(len).as_bytes(), format!("{text}\r\n\r\n").as_bytes());
+            assert_eq!(
+                LengthLine::new(len).as_bytes(),
+                format!("{text}\r\n\r\n").as_bytes()
+            );
         }
     }
 

@@ -151,6 +151,7 @@ impl ResponseDecoder {
     }
 
     /// Whether the final head has been decoded.
+    #[cfg(test)]
     pub(crate) fn has_head(&self) -> bool {
         !matches!(self.state, State::Head)
     }
@@ -306,7 +307,10 @@ impl ResponseDecoder {
             // Content-Length beside chunked is a smuggling signal: honour
             // chunked, then do not trust the connection again.
             self.reuse &= length.is_none();
-            State::Chunked(Chunk::Size { value: 0, digits: 0 })
+            State::Chunked(Chunk::Size {
+                value: 0,
+                digits: 0,
+            })
         } else if transfer_encoding {
             self.reuse = false;
             State::UntilClose

@@ -121,7 +121,12 @@ fn every_split_point_gives_the_same_outcome() {
         let expected = whole(sample);
         for i in 0..=sample.len() {
             let (a, b) = sample.split_at(i);
-            assert_eq!(feed(&[a, b], false), expected, "split at {i}: {}", sample.escape_ascii());
+            assert_eq!(
+                feed(&[a, b], false),
+                expected,
+                "split at {i}: {}",
+                sample.escape_ascii()
+            );
         }
         for i in 0..sample.len() {
             for j in i..=sample.len() {
@@ -140,7 +145,12 @@ fn every_truncated_prefix_is_incomplete_and_fails_at_eof() {
         for i in 0..sample.len() {
             let prefix = &sample[..i];
             let o = whole(prefix);
-            assert_eq!(o.end, End::NeedMore, "prefix {i}: {}", prefix.escape_ascii());
+            assert_eq!(
+                o.end,
+                End::NeedMore,
+                "prefix {i}: {}",
+                prefix.escape_ascii()
+            );
             assert_eq!(
                 whole_then_eof(prefix).end,
                 End::Failed(ProtocolError::Truncated),
@@ -187,7 +197,8 @@ fn no_body_for_204_and_304_whatever_the_headers() {
 
 #[test]
 fn chunked_wins_over_content_length_and_closes() {
-    let r = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    let r =
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
     assert_eq!(whole(r).end, done(false));
 }
 
@@ -251,21 +262,60 @@ fn fails(r: &[u8], e: ProtocolError) {
 #[test]
 fn protocol_failures() {
     use ProtocolError::*;
-    fails(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", BadContentLength);
-    fails(b"HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\n", BadContentLength);
-    fails(b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", BadContentLength);
-    fails(b"HTTP/1.1 200 OK\r\nContent-Length: +1\r\n\r\n", BadContentLength);
-    fails(b"HTTP/1.1 200 OK\r\nContent-Length: \r\n\r\n", BadContentLength);
-    fails(b"HTTP/1.1 200 OK\r\nContent-Length: 1a\r\n\r\n", BadContentLength);
-    fails(b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n", BadContentLength);
-    fails(b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", TransferEncodingInHttp10);
-    fails(b"HTTP/1.1 101 Switching Protocols\r\n\r\n", UnexpectedSwitchingProtocols);
+    fails(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        BadContentLength,
+    );
+    fails(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\n",
+        BadContentLength,
+    );
+    fails(
+        b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+        BadContentLength,
+    );
+    fails(
+        b"HTTP/1.1 200 OK\r\nContent-Length: +1\r\n\r\n",
+        BadContentLength,
+    );
+    fails(
+        b"HTTP/1.1 200 OK\r\nContent-Length: \r\n\r\n",
+        BadContentLength,
+    );
+    fails(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1a\r\n\r\n",
+        BadContentLength,
+    );
+    fails(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n",
+        BadContentLength,
+    );
+    fails(
+        b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        TransferEncodingInHttp10,
+    );
+    fails(
+        b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+        UnexpectedSwitchingProtocols,
+    );
     fails(b"HTTP/1.1 099 Low\r\n\r\n", BadStatus(99));
     fails(b"HTTP/1.1 600 High\r\n\r\n", BadStatus(600));
-    fails(b"HTTP/1.1 200 OK\r\nX: a\r\n folded\r\n\r\n", MalformedHead("invalid header name"));
-    fails(b"HTTP/2 200 OK\r\n\r\n", MalformedHead("not an HTTP/1.x status line"));
-    fails(b"<html>hello</html>\n\n", MalformedHead("not an HTTP/1.x status line"));
-    fails(b"HTTP/1.1 2x0 OK\r\n\r\n", MalformedHead("invalid status code"));
+    fails(
+        b"HTTP/1.1 200 OK\r\nX: a\r\n folded\r\n\r\n",
+        MalformedHead("invalid header name"),
+    );
+    fails(
+        b"HTTP/2 200 OK\r\n\r\n",
+        MalformedHead("not an HTTP/1.x status line"),
+    );
+    fails(
+        b"<html>hello</html>\n\n",
+        MalformedHead("not an HTTP/1.x status line"),
+    );
+    fails(
+        b"HTTP/1.1 2x0 OK\r\n\r\n",
+        MalformedHead("invalid status code"),
+    );
     let mut eleven = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(11);
     eleven.extend_from_slice(b"HTTP/1.1 204 No Content\r\n\r\n");
     fails(&eleven, TooManyInterim);
@@ -324,20 +374,33 @@ fn body_limit_applies_to_every_framing() {
     let over = vec![b'x'; MAX_BODY as usize + 1];
     let exact = vec![b'x'; MAX_BODY as usize];
     let length = |n: usize| format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n").into_bytes();
-    assert_eq!(whole(&[length(exact.len()), exact.clone()].concat()).end, done(true));
+    assert_eq!(
+        whole(&[length(exact.len()), exact.clone()].concat()).end,
+        done(true)
+    );
     let o = whole(&[length(over.len()), over.clone()].concat());
     assert_eq!(o.end, End::Failed(ProtocolError::BodyTooLarge));
-    assert_eq!(status(&o), Some(200), "the head was decoded before the failure");
+    assert_eq!(
+        status(&o),
+        Some(200),
+        "the head was decoded before the failure"
+    );
 
     let close = b"HTTP/1.1 200 OK\r\n\r\n".to_vec();
-    assert_eq!(whole(&[close, over.clone()].concat()).end, End::Failed(ProtocolError::BodyTooLarge));
+    assert_eq!(
+        whole(&[close, over.clone()].concat()).end,
+        End::Failed(ProtocolError::BodyTooLarge)
+    );
 
     let chunked = format!(
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n",
         over.len()
     )
     .into_bytes();
-    assert_eq!(whole(&[chunked, over].concat()).end, End::Failed(ProtocolError::BodyTooLarge));
+    assert_eq!(
+        whole(&[chunked, over].concat()).end,
+        End::Failed(ProtocolError::BodyTooLarge)
+    );
 }
 
 #[test]

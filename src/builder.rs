@@ -1,0 +1,281 @@
+//! Builder -> Client, everything validated in `build()`.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::client::Client;
+use crate::endpoint::Endpoint;
+use crate::error::{BuildError, NotificationError};
+use crate::proto::request::RequestEncoder;
+
+/// Default number of workers: simultaneous requests, one connection each.
+pub const DEFAULT_WORKERS: usize = 10;
+/// Default queue size: messages waiting for a worker.
+pub const DEFAULT_QUEUE_SIZE: usize = 1000;
+/// Default whole-attempt deadline.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `Content-Type` of every request.
+pub const DEFAULT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
+/// Default time an unused keep-alive connection stays open.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub(crate) type Handler = Arc<dyn Fn(NotificationError) + Send + Sync>;
+
+/// Everything an event loop needs to know, fixed at build time.
+pub(crate) struct Config {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) encoder: RequestEncoder,
+    pub(crate) workers: usize,
+    pub(crate) queue_size: usize,
+    pub(crate) threads: usize,
+    pub(crate) timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) shutdown_timeout: Option<Duration>,
+    pub(crate) handler: Option<Handler>,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("endpoint", &self.endpoint)
+            .field("workers", &self.workers)
+            .field("queue_size", &self.queue_size)
+            .field("threads", &self.threads)
+            .field("timeout", &self.timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("handler", &self.handler.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`Client`]; every setting is validated by [`Builder::build`].
+///
+/// Settings that make no sense (zero workers, a zero timeout) are ignored
+/// and the default kept, as the seed's `With…` options do; settings that
+/// cannot be sent (a header with a line break) fail the build.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use notifier::Client;
+///
+/// let client = Client::builder("http://127.0.0.1:8080/events?source=app")
+///     .workers(4)
+///     .queue_size(10_000)
+///     .timeout(Duration::from_secs(5))
+///     .content_type("application/json")
+///     .header("Authorization", "Bearer token")
+///     .error_handler(|e| eprintln!("{e}"))
+///     .build()?;
+/// # Ok::<(), notifier::BuildError>(())
+/// ```
+#[must_use = "a builder does nothing until build() is called"]
+pub struct Builder {
+    url: String,
+    workers: usize,
+    queue_size: usize,
+    threads: Option<usize>,
+    timeout: Duration,
+    idle_timeout: Duration,
+    shutdown_timeout: Option<Duration>,
+    content_type: String,
+    headers: Vec<(String, String)>,
+    handler: Option<Handler>,
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("url", &self.url)
+            .field("workers", &self.workers)
+            .field("queue_size", &self.queue_size)
+            .field("threads", &self.threads)
+            .field("timeout", &self.timeout)
+            .field("content_type", &self.content_type)
+            .field("headers", &self.headers)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Names the client writes itself, or that would contradict its framing.
+const RESERVED: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "content-type",
+];
+
+fn is_token(name: &str) -> bool {
+    !name.is_empty()
+        && name.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'!' | b'#'
+                        | b'$'
+                        | b'%'
+                        | b'&'
+                        | b'\''
+                        | b'*'
+                        | b'+'
+                        | b'-'
+                        | b'.'
+                        | b'^'
+                        | b'_'
+                        | b'`'
+                        | b'|'
+                        | b'~'
+                )
+        })
+}
+
+fn check_value(what: &str, value: &str) -> Result<(), BuildError> {
+    if value.bytes().any(|b| matches!(b, b'\r' | b'\n' | b'\0')) {
+        return Err(BuildError::InvalidHeader(format!(
+            "{what} {value:?} contains CR, LF or NUL"
+        )));
+    }
+    Ok(())
+}
+
+impl Builder {
+    pub(crate) fn new(url: &str) -> Builder {
+        Builder {
+            url: url.to_owned(),
+            workers: DEFAULT_WORKERS,
+            queue_size: DEFAULT_QUEUE_SIZE,
+            threads: None,
+            timeout: DEFAULT_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            shutdown_timeout: None,
+            content_type: DEFAULT_CONTENT_TYPE.to_owned(),
+            headers: Vec::new(),
+            handler: None,
+        }
+    }
+
+    /// The most simultaneous requests, each on its own keep-alive
+    /// connection (seed: `WithWorkers`). Zero is ignored. Default 10.
+    pub fn workers(mut self, n: usize) -> Builder {
+        if n >= 1 {
+            self.workers = n;
+        }
+        self
+    }
+
+    /// How many messages may wait for a worker (seed: `WithQueueSize`).
+    /// The client holds at most `queue_size + workers` messages; past that
+    /// `notify` returns `QueueFull`. Zero is ignored. Default 1000.
+    pub fn queue_size(mut self, n: usize) -> Builder {
+        if n >= 1 {
+            self.queue_size = n;
+        }
+        self
+    }
+
+    /// Deadline of one attempt: connect, write and the whole response
+    /// (seed: `WithTimeout`). Zero is ignored. Default 30 s.
+    pub fn timeout(mut self, d: Duration) -> Builder {
+        if !d.is_zero() {
+            self.timeout = d;
+        }
+        self
+    }
+
+    /// The `Content-Type` of every request (seed: `WithContentType`).
+    /// Default `text/plain; charset=utf-8`.
+    pub fn content_type(mut self, content_type: &str) -> Builder {
+        content_type.clone_into(&mut self.content_type);
+        self
+    }
+
+    /// Adds a header to every request. The name must be an HTTP token and
+    /// the value free of CR, LF and NUL. `Host`, `Content-Length`,
+    /// `Transfer-Encoding` and `Connection` are the client's own and
+    /// rejected; set `Content-Type` with [`Builder::content_type`].
+    pub fn header(mut self, name: &str, value: &str) -> Builder {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Called with every message that could not be delivered (seed:
+    /// `WithErrorHandler`). It runs on an event-loop thread, so a slow
+    /// handler delays that loop's other deliveries; a panic in it is caught
+    /// and counted in [`Stats::handler_panics`](crate::Stats). Without a
+    /// handler, failures are only counted.
+    pub fn error_handler(
+        mut self,
+        handler: impl Fn(NotificationError) + Send + Sync + 'static,
+    ) -> Builder {
+        self.handler = Some(Arc::new(handler));
+        self
+    }
+
+    /// Number of event-loop threads; the workers are spread over them.
+    /// Default: the smaller of `workers` and the available cores; never more
+    /// than `workers`. Zero is ignored.
+    pub fn threads(mut self, n: usize) -> Builder {
+        if n >= 1 {
+            self.threads = Some(n);
+        }
+        self
+    }
+
+    /// Bounds [`Client::stop`]: what is not delivered by then, in flight
+    /// included, goes to the error handler as
+    /// [`FailureKind::Shutdown`](crate::FailureKind::Shutdown). Default:
+    /// `stop` waits for everything.
+    pub fn shutdown_timeout(mut self, d: Duration) -> Builder {
+        self.shutdown_timeout = Some(d);
+        self
+    }
+
+    /// How long an unused keep-alive connection stays open. A server's
+    /// `Keep-Alive: timeout=N` lowers it to N − 1 seconds. Default 30 s.
+    pub fn idle_timeout(mut self, d: Duration) -> Builder {
+        self.idle_timeout = d;
+        self
+    }
+
+    /// Validates the configuration and creates the client (not started).
+    pub fn build(self) -> Result<Client, BuildError> {
+        let endpoint = Endpoint::parse(&self.url)?;
+        check_value("content type", &self.content_type)?;
+        for (name, value) in &self.headers {
+            if !is_token(name) {
+                return Err(BuildError::InvalidHeader(format!(
+                    "header name {name:?} is not an HTTP token"
+                )));
+            }
+            if RESERVED.iter().any(|r| name.eq_ignore_ascii_case(r)) {
+                return Err(BuildError::InvalidHeader(format!(
+                    "header {name:?} is set by the client itself"
+                )));
+            }
+            check_value("header value", value)?;
+        }
+        let encoder = RequestEncoder::new(
+            &endpoint.target,
+            &endpoint.authority,
+            &self.content_type,
+            &self.headers,
+        );
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = self.threads.unwrap_or(cores).min(self.workers).max(1);
+        Client::from_config(Config {
+            endpoint,
+            encoder,
+            workers: self.workers,
+            queue_size: self.queue_size,
+            threads,
+            timeout: self.timeout,
+            idle_timeout: self.idle_timeout,
+            shutdown_timeout: self.shutdown_timeout,
+            handler: self.handler,
+        })
+    }
+}

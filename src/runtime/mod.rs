@@ -1,0 +1,6 @@
+//! The only place with sockets, threads and clocks: the shared queue and
+//! the event loops that drain it.
+
+pub(crate) mod event_loop;
+pub(crate) mod queue;
+pub(crate) mod slot;

@@ -1,0 +1,254 @@
+//! The bounded queue between callers and event loops, the in-system counter
+//! that bounds memory, and the park/wake protocol that keeps `notify` free of
+//! syscalls while the loops are busy.
+//!
+//! # Park/wake protocol
+//!
+//! A loop that has a free connection slot and finds the queue empty parks:
+//!
+//! 1. it sets its `parked` flag and increments `parked_count` (SeqCst);
+//! 2. it checks the queue again; if a message is there it clears its own
+//!    flag and goes back to work;
+//! 3. otherwise it blocks in `Poll::poll`, and clears its flag when that
+//!    returns.
+//!
+//! A producer pushes its message, issues a SeqCst fence, then reads
+//! `parked_count`; only when it is non-zero does it look for a parked loop,
+//! clear that loop's flag with a `swap` (so two producers never both wake
+//! the same loop for one park) and write the loop's `mio::Waker`.
+//!
+//! No wake-up is lost: the loop's flag store (1) and queue check (2) and
+//! the producer's push and flag read are each ordered by SeqCst. If the
+//! loop's check missed the message, the check came before the push in the
+//! total order, so the flag store did too, and the producer sees the flag
+//! and wakes the loop. Busy loops never park, so under load `notify` costs
+//! two atomic read-modify-writes, the push and one load: no syscall.
+
+use std::io;
+use std::sync::atomic::{fence, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::thread::Thread;
+
+use crossbeam_queue::ArrayQueue;
+
+use crate::message::Message;
+
+/// Client states; the only transitions are NEW → RUNNING → STOPPING and
+/// NEW → STOPPING.
+pub(crate) const NEW: u8 = 0;
+pub(crate) const RUNNING: u8 = 1;
+pub(crate) const STOPPING: u8 = 2;
+
+/// Keeps a value on its own cache line so counters written by different
+/// threads do not slow each other down.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct Padded<T>(pub(crate) T);
+
+/// Why a message was not enqueued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    NotStarted,
+    Full,
+    Stopped,
+}
+
+/// Counters written by the callers of `notify`.
+#[derive(Debug, Default)]
+struct Intake {
+    /// Messages accepted and not yet finished: queued, in flight, or
+    /// waiting for a retry.
+    in_system: AtomicUsize,
+    accepted: AtomicU64,
+}
+
+/// Per-loop parking state.
+#[derive(Debug, Default)]
+struct Park {
+    parked: std::sync::atomic::AtomicBool,
+}
+
+/// Shared between the client handle and every event loop.
+#[derive(Debug)]
+pub(crate) struct Queue {
+    queue: ArrayQueue<Message>,
+    capacity: usize,
+    intake: Padded<Intake>,
+    rejected: Padded<AtomicU64>,
+    state: AtomicU8,
+    parked_count: Padded<AtomicUsize>,
+    parks: Box<[Padded<Park>]>,
+    wakers: Box<[mio::Waker]>,
+    flush_waiters: Mutex<Vec<Thread>>,
+    flush_waiting: AtomicUsize,
+}
+
+impl Queue {
+    /// A queue holding at most `capacity` messages in the system, for loops
+    /// woken by `wakers` (one per loop).
+    pub(crate) fn new(capacity: usize, wakers: Vec<mio::Waker>) -> Queue {
+        let parks = wakers.iter().map(|_| Padded::default()).collect();
+        Queue {
+            // The in-system bound also bounds the queue, so a push after a
+            // successful reservation always finds room.
+            queue: ArrayQueue::new(capacity),
+            capacity,
+            intake: Padded::default(),
+            rejected: Padded::default(),
+            state: AtomicU8::new(NEW),
+            parked_count: Padded::default(),
+            parks,
+            wakers: wakers.into_boxed_slice(),
+            flush_waiters: Mutex::new(Vec::new()),
+            flush_waiting: AtomicUsize::new(0),
+        }
+    }
+
+    /// Accepts `msg` unless the client is not running or full.
+    pub(crate) fn push(&self, msg: Message) -> Result<(), (Refused, Message)> {
+        // Reserve first, then check the state: `stop` sets the state and
+        // then waits for `in_system` to reach zero, so a reservation made
+        // while running is always seen by the loops.
+        let before = self.intake.0.in_system.fetch_add(1, Ordering::SeqCst);
+        let state = self.state.load(Ordering::SeqCst);
+        if state != RUNNING || before >= self.capacity {
+            self.release();
+            let why = match state {
+                NEW => Refused::NotStarted,
+                RUNNING => {
+                    self.rejected.0.fetch_add(1, Ordering::Relaxed);
+                    Refused::Full
+                }
+                _ => Refused::Stopped,
+            };
+            return Err((why, msg));
+        }
+        self.intake.0.accepted.fetch_add(1, Ordering::Relaxed);
+        if let Err(msg) = self.queue.push(msg) {
+            // Unreachable while the reservation above bounds the queue;
+            // refusing is still better than losing the message.
+            self.intake.0.accepted.fetch_sub(1, Ordering::Relaxed);
+            self.release();
+            return Err((Refused::Full, msg));
+        }
+        fence(Ordering::SeqCst);
+        if self.parked_count.0.load(Ordering::SeqCst) > 0 {
+            self.wake_one();
+        }
+        Ok(())
+    }
+
+    fn wake_one(&self) {
+        for (park, waker) in self.parks.iter().zip(self.wakers.iter()) {
+            if park.0.parked.load(Ordering::SeqCst) && park.0.parked.swap(false, Ordering::SeqCst) {
+                self.parked_count.0.fetch_sub(1, Ordering::SeqCst);
+                wake(waker);
+                return;
+            }
+        }
+    }
+
+    /// Wakes every loop, parked or not (state changes, shutdown).
+    pub(crate) fn wake_all(&self) {
+        self.wakers.iter().for_each(wake);
+    }
+
+    /// Takes the oldest queued message.
+    pub(crate) fn pop(&self) -> Option<Message> {
+        self.queue.pop()
+    }
+
+    /// Step 1 and 2 of parking: returns `true` when loop `id` may block.
+    pub(crate) fn park(&self, id: usize) -> bool {
+        self.parks[id].0.parked.store(true, Ordering::SeqCst);
+        self.parked_count.0.fetch_add(1, Ordering::SeqCst);
+        if self.queue.is_empty() {
+            return true;
+        }
+        self.unpark(id);
+        false
+    }
+
+    /// Step 3: clears loop `id`'s flag after its poll returned, unless a
+    /// producer already did.
+    pub(crate) fn unpark(&self, id: usize) {
+        if self.parks[id].0.parked.swap(false, Ordering::SeqCst) {
+            self.parked_count.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Ends one accepted message's stay in the system.
+    pub(crate) fn release(&self) {
+        let before = self.intake.0.in_system.fetch_sub(1, Ordering::SeqCst);
+        if before == 1 && self.state.load(Ordering::SeqCst) == STOPPING {
+            self.wake_all();
+        }
+    }
+
+    /// Messages accepted and not yet finished.
+    pub(crate) fn in_system(&self) -> usize {
+        self.intake.0.in_system.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub(crate) fn accepted(&self) -> u64 {
+        self.intake.0.accepted.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn rejected(&self) -> u64 {
+        self.rejected.0.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn state(&self) -> u8 {
+        self.state.load(Ordering::SeqCst)
+    }
+
+    /// Moves NEW → RUNNING; false if the client was started or stopped.
+    pub(crate) fn start(&self) -> bool {
+        self.state
+            .compare_exchange(NEW, RUNNING, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    }
+
+    /// Moves to STOPPING and wakes every loop; returns the previous state.
+    pub(crate) fn stop(&self) -> u8 {
+        let before = self.state.swap(STOPPING, Ordering::SeqCst);
+        self.wake_all();
+        before
+    }
+
+    /// Registers the current thread to be unparked when messages finish.
+    pub(crate) fn add_flush_waiter(&self) {
+        let mut waiters = self.flush_waiters.lock().unwrap_or_else(|e| e.into_inner());
+        waiters.push(std::thread::current());
+        self.flush_waiting.store(waiters.len(), Ordering::SeqCst);
+    }
+
+    /// Undoes [`Queue::add_flush_waiter`] for the current thread.
+    pub(crate) fn remove_flush_waiter(&self) {
+        let id = std::thread::current().id();
+        let mut waiters = self.flush_waiters.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = waiters.iter().position(|t| t.id() == id) {
+            waiters.swap_remove(i);
+        }
+        self.flush_waiting.store(waiters.len(), Ordering::SeqCst);
+    }
+
+    /// Called by a loop after it finished messages: unparks flush callers.
+    pub(crate) fn notify_flush_waiters(&self) {
+        if self.flush_waiting.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        let waiters = self.flush_waiters.lock().unwrap_or_else(|e| e.into_inner());
+        waiters.iter().for_each(Thread::unpark);
+    }
+}
+
+fn wake(waker: &mio::Waker) {
+    // A failed wake means the eventfd counter is saturated, which already
+    // makes the loop's poll return: nothing is lost by ignoring it.
+    let _: io::Result<()> = waker.wake();
+}

@@ -1,0 +1,455 @@
+//! One connection slot: at most one keep-alive connection and one request
+//! at a time. The state machine runs Closed → Connecting → Writing →
+//! Receiving → Idle (or Closed), driven by socket readiness and deadlines.
+//!
+//! Sockets are registered for both READABLE and WRITABLE once, when they
+//! are opened, and never re-registered: mio is edge-triggered, so a slot
+//! simply makes what progress it can on every event and stops at
+//! `WouldBlock`. Spurious events (a token reused by a new connection, an
+//! event for both directions) cost one failed syscall at most.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+
+use crate::builder::Config;
+use crate::error::{Cause, FailureKind, ProtocolError};
+use crate::message::Message;
+use crate::proto::response::{ResponseDecoder, Step, MAX_HEAD};
+
+/// Automatic re-sends of one attempt after a reused connection turned out
+/// dead before it took any byte (SPEC §3.7a).
+const MAX_RESENDS: u8 = 5;
+
+/// First size of a slot's read buffer; it grows up to the head limit.
+const INITIAL_BUFFER: usize = 4096;
+
+/// A message being delivered.
+#[derive(Debug)]
+pub(crate) struct Job {
+    pub(crate) msg: Message,
+    pub(crate) attempts: u32,
+    resends: u8,
+}
+
+impl Job {
+    pub(crate) fn new(msg: Message) -> Job {
+        Job {
+            msg,
+            attempts: 0,
+            resends: 0,
+        }
+    }
+}
+
+/// Why an attempt failed.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) kind: FailureKind,
+    pub(crate) status: Option<u16>,
+    pub(crate) cause: Cause,
+}
+
+/// A job whose attempt ended.
+#[derive(Debug)]
+pub(crate) struct Finished {
+    pub(crate) job: Job,
+    pub(crate) result: Result<(), Failure>,
+}
+
+/// What a slot needs from its loop.
+pub(crate) struct Ctx<'a> {
+    pub(crate) registry: &'a Registry,
+    pub(crate) config: &'a Config,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// No connection.
+    Closed,
+    /// Non-blocking connect under way to `addrs[next_addr - 1]`.
+    Connecting,
+    /// Writing the request; `written` bytes of it are taken.
+    Writing,
+    /// Reading the response. With a job: waiting for the head. Without
+    /// one: the outcome is decided and the body is read to keep the
+    /// connection.
+    Receiving,
+    /// Connected, no request; watched for EOF and stray bytes.
+    Idle,
+}
+
+/// One connection slot.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    token: Token,
+    phase: Phase,
+    stream: Option<TcpStream>,
+    job: Option<Job>,
+    /// Attempt deadline while a request is under way; idle expiry while idle.
+    deadline: Option<Instant>,
+    /// The connection has carried a complete exchange before.
+    reused: bool,
+    idle_limit: Duration,
+    written: usize,
+    decoder: ResponseDecoder,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    addrs: Vec<SocketAddr>,
+    next_addr: usize,
+}
+
+fn fail(kind: FailureKind, status: Option<u16>, cause: Cause) -> Result<(), Failure> {
+    Err(Failure {
+        kind,
+        status,
+        cause,
+    })
+}
+
+impl Slot {
+    pub(crate) fn new(token: Token) -> Slot {
+        Slot {
+            token,
+            phase: Phase::Closed,
+            stream: None,
+            job: None,
+            deadline: None,
+            reused: false,
+            idle_limit: Duration::ZERO,
+            written: 0,
+            decoder: ResponseDecoder::default(),
+            buf: vec![0; INITIAL_BUFFER],
+            start: 0,
+            end: 0,
+            addrs: Vec::new(),
+            next_addr: 0,
+        }
+    }
+
+    /// Whether the slot can take a message now.
+    pub(crate) fn is_free(&self) -> bool {
+        matches!(self.phase, Phase::Closed | Phase::Idle)
+    }
+
+    /// Whether the slot holds an open, unused connection.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.phase == Phase::Idle
+    }
+
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Starts a new attempt for `job`. The slot must be free.
+    pub(crate) fn assign(&mut self, mut job: Job, ctx: &Ctx<'_>, now: Instant) -> Option<Finished> {
+        debug_assert!(self.is_free() && self.job.is_none());
+        job.attempts += 1;
+        self.job = Some(job);
+        self.deadline = Some(now + ctx.config.timeout);
+        if self.phase == Phase::Idle {
+            self.begin_request();
+            return self.progress(ctx, now);
+        }
+        self.connect(ctx)
+    }
+
+    /// Makes what progress the socket allows.
+    pub(crate) fn ready(&mut self, ctx: &Ctx<'_>, now: Instant) -> Option<Finished> {
+        self.progress(ctx, now)
+    }
+
+    /// Acts on a passed deadline: the attempt times out, an idle
+    /// connection is closed.
+    pub(crate) fn expire(&mut self, ctx: &Ctx<'_>) -> Option<Finished> {
+        self.close(ctx.registry);
+        self.deadline = None;
+        self.end_job(fail(FailureKind::Timeout, None, Cause::None))
+    }
+
+    /// Gives up the attempt under way (shutdown), closing its connection.
+    pub(crate) fn abandon(&mut self, ctx: &Ctx<'_>) -> Option<Job> {
+        let job = self.job.take()?;
+        self.close(ctx.registry);
+        self.deadline = None;
+        Some(job)
+    }
+
+    /// Closes the connection, if any.
+    pub(crate) fn close(&mut self, registry: &Registry) {
+        if let Some(mut stream) = self.stream.take() {
+            // Closing the socket removes it from the poll set anyway; an
+            // error here changes nothing.
+            let _: io::Result<()> = registry.deregister(&mut stream);
+        }
+        self.phase = Phase::Closed;
+        self.start = 0;
+        self.end = 0;
+    }
+
+    fn end_job(&mut self, result: Result<(), Failure>) -> Option<Finished> {
+        let job = self.job.take()?;
+        if self.phase != Phase::Receiving {
+            self.deadline = None;
+        }
+        Some(Finished { job, result })
+    }
+
+    fn begin_request(&mut self) {
+        self.phase = Phase::Writing;
+        self.written = 0;
+        self.decoder = ResponseDecoder::default();
+    }
+
+    fn connect(&mut self, ctx: &Ctx<'_>) -> Option<Finished> {
+        self.close(ctx.registry);
+        self.reused = false;
+        self.idle_limit = ctx.config.idle_timeout;
+        match ctx.config.endpoint.resolve() {
+            Ok(addrs) => {
+                self.addrs = addrs;
+                self.next_addr = 0;
+                self.connect_next(ctx, None)
+            }
+            Err(e) => self.end_job(fail(FailureKind::Connect, None, Cause::Io(e))),
+        }
+    }
+
+    /// Tries the remaining resolved addresses in order.
+    fn connect_next(&mut self, ctx: &Ctx<'_>, mut last: Option<io::Error>) -> Option<Finished> {
+        self.close(ctx.registry);
+        while let Some(&addr) = self.addrs.get(self.next_addr) {
+            self.next_addr += 1;
+            let opened = TcpStream::connect(addr).and_then(|mut stream| {
+                ctx.registry
+                    .register(
+                        &mut stream,
+                        self.token,
+                        Interest::READABLE | Interest::WRITABLE,
+                    )
+                    .map(|()| stream)
+            });
+            match opened {
+                Ok(stream) => {
+                    self.stream = Some(stream);
+                    self.phase = Phase::Connecting;
+                    return None;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        let e = last.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"));
+        self.end_job(fail(FailureKind::Connect, None, Cause::Io(e)))
+    }
+
+    /// A write failed before the response. On a reused connection that took
+    /// no byte of this request, the server closed it while it sat idle:
+    /// send again on a fresh connection without counting an attempt.
+    fn write_failed(&mut self, ctx: &Ctx<'_>, e: io::Error) -> Option<Finished> {
+        let resend = self.written == 0
+            && self.reused
+            && self.job.as_ref().is_some_and(|j| j.resends < MAX_RESENDS);
+        self.close(ctx.registry);
+        if resend {
+            if let Some(job) = self.job.as_mut() {
+                job.resends += 1;
+            }
+            return self.connect(ctx);
+        }
+        self.end_job(fail(FailureKind::Io, None, Cause::Io(e)))
+    }
+
+    fn progress(&mut self, ctx: &Ctx<'_>, now: Instant) -> Option<Finished> {
+        loop {
+            let stream = self.stream.as_mut()?;
+            match self.phase {
+                Phase::Closed => return None,
+                Phase::Connecting => {
+                    match stream.take_error() {
+                        Ok(None) => {}
+                        Ok(Some(e)) | Err(e) => return self.connect_next(ctx, Some(e)),
+                    }
+                    match stream.peer_addr() {
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::NotConnected => return None,
+                        Err(e) => return self.connect_next(ctx, Some(e)),
+                    }
+                    // Small requests must not wait for Nagle's algorithm; a
+                    // failure here only costs latency.
+                    let _: io::Result<()> = stream.set_nodelay(true);
+                    self.begin_request();
+                }
+                Phase::Writing => {
+                    let Some(job) = self.job.as_ref() else {
+                        self.close(ctx.registry);
+                        return None;
+                    };
+                    let head = ctx.config.encoder.head(job.msg.len());
+                    let request = head.with_body(&job.msg);
+                    let mut slices = [IoSlice::new(&[]); 3];
+                    let n = request.slices_from(self.written, &mut slices);
+                    match stream.write_vectored(&slices[..n]) {
+                        Ok(0) => return self.write_failed(ctx, io::ErrorKind::WriteZero.into()),
+                        Ok(k) => {
+                            self.written += k;
+                            if self.written == request.len() {
+                                // The response cannot be there yet: wait for
+                                // its readable event instead of a read that
+                                // would block.
+                                self.phase = Phase::Receiving;
+                                return None;
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return self.write_failed(ctx, e),
+                    }
+                }
+                Phase::Receiving => return self.receive(ctx, now),
+                Phase::Idle => {
+                    match stream.read(&mut self.buf) {
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        // EOF, an error, or bytes nobody asked for: the
+                        // connection cannot carry another request.
+                        _ => {
+                            self.close(ctx.registry);
+                            self.deadline = None;
+                            return None;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads and decodes until the socket would block or the response ends.
+    fn receive(&mut self, ctx: &Ctx<'_>, now: Instant) -> Option<Finished> {
+        let mut finished = None;
+        loop {
+            if !self.make_room() {
+                let result = fail(
+                    FailureKind::Protocol,
+                    None,
+                    Cause::Protocol(ProtocolError::HeadTooLarge),
+                );
+                self.close(ctx.registry);
+                return finished.or_else(|| self.end_job(result));
+            }
+            let Some(stream) = self.stream.as_mut() else {
+                return finished;
+            };
+            let n = match stream.read(&mut self.buf[self.end..]) {
+                Ok(0) => return finished.or_else(|| self.eof(ctx)),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return finished,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.close(ctx.registry);
+                    return finished
+                        .or_else(|| self.end_job(fail(FailureKind::Io, None, Cause::Io(e))));
+                }
+            };
+            self.end += n;
+            let drained = self.end < self.buf.len();
+            loop {
+                match self.decoder.decode(&self.buf[self.start..self.end]) {
+                    Err(e) => {
+                        self.close(ctx.registry);
+                        let result = fail(FailureKind::Protocol, None, Cause::Protocol(e));
+                        return finished.or_else(|| self.end_job(result));
+                    }
+                    Ok((used, step)) => {
+                        self.start += used;
+                        match step {
+                            Step::NeedMore if used > 0 && self.start < self.end => {}
+                            Step::NeedMore => break,
+                            Step::Head(head) => {
+                                if let Some(secs) = head.keep_alive_secs {
+                                    let hint = Duration::from_secs(secs.saturating_sub(1));
+                                    self.idle_limit = self.idle_limit.min(hint);
+                                }
+                                let result = if (200..300).contains(&head.status) {
+                                    Ok(())
+                                } else {
+                                    fail(FailureKind::Status, Some(head.status), Cause::None)
+                                };
+                                finished = self.end_job(result);
+                            }
+                            Step::Done { reuse } => {
+                                let clean = self.start == self.end;
+                                if reuse && clean && !self.idle_limit.is_zero() {
+                                    self.phase = Phase::Idle;
+                                    self.reused = true;
+                                    self.deadline = Some(now + self.idle_limit);
+                                    self.start = 0;
+                                    self.end = 0;
+                                } else {
+                                    self.close(ctx.registry);
+                                    self.deadline = None;
+                                }
+                                return finished;
+                            }
+                        }
+                    }
+                }
+            }
+            if drained {
+                // A short read emptied the socket; the next bytes bring a
+                // new edge.
+                return finished;
+            }
+        }
+    }
+
+    /// The server closed the connection during the response.
+    fn eof(&mut self, ctx: &Ctx<'_>) -> Option<Finished> {
+        let started = self.decoder.started();
+        let end = self.decoder.eof();
+        self.close(ctx.registry);
+        if self.job.is_none() {
+            // The outcome was decided by the head; only the connection ends.
+            self.deadline = None;
+            return None;
+        }
+        let result = match end {
+            Ok(_) => Ok(()),
+            Err(_) if !started => fail(
+                FailureKind::Io,
+                None,
+                Cause::Io(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "connection closed before any response byte",
+                )),
+            ),
+            Err(e) => fail(FailureKind::Protocol, None, Cause::Protocol(e)),
+        };
+        self.end_job(result)
+    }
+
+    /// Ensures free space after `end`; false when a head fills the limit.
+    fn make_room(&mut self) -> bool {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        if self.end < self.buf.len() {
+            return true;
+        }
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+            return true;
+        }
+        if self.buf.len() < MAX_HEAD {
+            self.buf.resize((self.buf.len() * 2).min(MAX_HEAD), 0);
+            return true;
+        }
+        false
+    }
+}

@@ -1,0 +1,45 @@
+//! Counters kept by the event loops and the snapshot users read.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A snapshot of a client's counters, from [`Client::stats`](crate::Client::stats).
+///
+/// Counters only grow. Each is exact on its own; read while the client
+/// runs, they may be from slightly different instants. After
+/// [`Client::stop`](crate::Client::stop) returns,
+/// `accepted == delivered + failed` and both gauges are zero.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Messages `notify` accepted.
+    pub accepted: u64,
+    /// Messages the server answered with a 2xx status.
+    pub delivered: u64,
+    /// Messages handed to the error handler (or dropped when there is none).
+    pub failed: u64,
+    /// `notify` calls refused with `QueueFull`.
+    pub rejected: u64,
+    /// Error-handler calls that panicked (caught; the loop went on).
+    pub handler_panics: u64,
+    /// Messages waiting in the queue.
+    pub queued: usize,
+    /// Messages accepted and not yet finished, beyond those queued: being
+    /// sent or awaiting their response.
+    pub in_flight: usize,
+}
+
+/// The counters one event loop writes.
+#[derive(Debug, Default)]
+pub(crate) struct LoopStats {
+    pub(crate) delivered: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) handler_panics: AtomicU64,
+}
+
+impl LoopStats {
+    pub(crate) fn add_to(&self, s: &mut Stats) {
+        s.delivered += self.delivered.load(Ordering::SeqCst);
+        s.failed += self.failed.load(Ordering::SeqCst);
+        s.handler_panics += self.handler_panics.load(Ordering::Relaxed);
+    }
+}
