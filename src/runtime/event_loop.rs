@@ -124,7 +124,7 @@ impl EventLoop {
                 config: &self.shared.config,
             };
             if let Some(slot) = self.slots.get_mut(token.0) {
-                if let Some(f) = slot.ready(&ctx, now) {
+                if let Some(f) = slot.ready(&ctx, now, event.is_read_closed()) {
                     finish(&self.shared, self.id, f);
                     self.finished_any = true;
                 }

@@ -93,6 +93,9 @@ pub(crate) struct Slot {
     deadline: Option<Instant>,
     /// The connection has carried a complete exchange before.
     reused: bool,
+    /// An event reported the peer's end of stream: read to EOF even after
+    /// a short read.
+    read_closed: bool,
     idle_limit: Duration,
     written: usize,
     decoder: ResponseDecoder,
@@ -120,6 +123,7 @@ impl Slot {
             job: None,
             deadline: None,
             reused: false,
+            read_closed: false,
             idle_limit: Duration::ZERO,
             written: 0,
             decoder: ResponseDecoder::default(),
@@ -158,8 +162,15 @@ impl Slot {
         self.connect(ctx)
     }
 
-    /// Makes what progress the socket allows.
-    pub(crate) fn ready(&mut self, ctx: &Ctx<'_>, now: Instant) -> Option<Finished> {
+    /// Makes what progress the socket allows; `read_closed` when the event
+    /// reported the peer's end of stream.
+    pub(crate) fn ready(
+        &mut self,
+        ctx: &Ctx<'_>,
+        now: Instant,
+        read_closed: bool,
+    ) -> Option<Finished> {
+        self.read_closed |= read_closed;
         self.progress(ctx, now)
     }
 
@@ -187,6 +198,7 @@ impl Slot {
             let _: io::Result<()> = registry.deregister(&mut stream);
         }
         self.phase = Phase::Closed;
+        self.read_closed = false;
         self.start = 0;
         self.end = 0;
     }
@@ -344,7 +356,10 @@ impl Slot {
                 return finished;
             };
             let n = match stream.read(&mut self.buf[self.end..]) {
-                Ok(0) => return finished.or_else(|| self.eof(ctx)),
+                Ok(0) => {
+                    let at_eof = self.eof(ctx);
+                    return finished.or(at_eof);
+                }
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return finished,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -398,9 +413,10 @@ impl Slot {
                     }
                 }
             }
-            if drained {
+            if drained && !self.read_closed {
                 // A short read emptied the socket; the next bytes bring a
-                // new edge.
+                // new edge. An end of stream that came with the bytes
+                // brings none, hence `read_closed`.
                 return finished;
             }
         }
@@ -408,25 +424,30 @@ impl Slot {
 
     /// The server closed the connection during the response.
     fn eof(&mut self, ctx: &Ctx<'_>) -> Option<Finished> {
-        let started = self.decoder.started();
-        let end = self.decoder.eof();
         self.close(ctx.registry);
         if self.job.is_none() {
-            // The outcome was decided by the head; only the connection ends.
+            // The head decided the outcome (a body read to the close ends
+            // here); only the connection ends.
             self.deadline = None;
             return None;
         }
-        let result = match end {
-            Ok(_) => Ok(()),
-            Err(_) if !started => fail(
+        // With the job still here no head was decoded, so the response is
+        // cut short: before its first byte (§3.7b) or inside its head.
+        let result = if self.decoder.started() {
+            fail(
+                FailureKind::Protocol,
+                None,
+                Cause::Protocol(ProtocolError::Truncated),
+            )
+        } else {
+            fail(
                 FailureKind::Io,
                 None,
                 Cause::Io(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "connection closed before any response byte",
                 )),
-            ),
-            Err(e) => fail(FailureKind::Protocol, None, Cause::Protocol(e)),
+            )
         };
         self.end_job(result)
     }
