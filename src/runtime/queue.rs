@@ -252,3 +252,151 @@ fn wake(waker: &mio::Waker) {
     // makes the loop's poll return: nothing is lost by ignoring it.
     let _: io::Result<()> = waker.wake();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use mio::{Events, Poll, Token, Waker};
+
+    const WAKER: Token = Token(0);
+
+    fn queue(capacity: usize, loops: usize) -> (Arc<Queue>, Vec<Poll>) {
+        let polls: Vec<Poll> = (0..loops).map(|_| Poll::new().expect("poll")).collect();
+        let wakers = polls
+            .iter()
+            .map(|p| Waker::new(p.registry(), WAKER).expect("waker"))
+            .collect();
+        (Arc::new(Queue::new(capacity, wakers)), polls)
+    }
+
+    #[test]
+    fn refusals_hand_the_message_back() {
+        let (q, _polls) = queue(2, 1);
+        let refused = |r: Result<(), (Refused, Message)>| r.map_err(|(why, m)| (why, m.into_vec()));
+        assert_eq!(
+            refused(q.push("a".into())),
+            Err((Refused::NotStarted, b"a".to_vec()))
+        );
+        assert!(q.start());
+        assert!(!q.start(), "start is one-shot");
+        assert_eq!(refused(q.push("b".into())), Ok(()));
+        assert_eq!(refused(q.push("c".into())), Ok(()));
+        assert_eq!(
+            refused(q.push("d".into())),
+            Err((Refused::Full, b"d".to_vec()))
+        );
+        assert_eq!((q.in_system(), q.accepted(), q.rejected()), (2, 2, 1));
+        q.pop();
+        assert_eq!(q.in_system(), 2, "a popped message is still in flight");
+        q.release();
+        assert_eq!(refused(q.push("e".into())), Ok(()));
+        q.stop();
+        assert_eq!(
+            refused(q.push("f".into())),
+            Err((Refused::Stopped, b"f".to_vec()))
+        );
+    }
+
+    /// Producers race parking consumers. Each producer waits for its
+    /// message to be taken before sending the next, so nothing but the
+    /// protocol can wake a consumer that parked just as a message arrived:
+    /// a lost wake-up leaves it asleep until its poll times out.
+    #[test]
+    fn parked_loops_are_woken_under_contention() {
+        const LOOPS: usize = 2;
+        const PRODUCERS: usize = 3;
+        const PER_PRODUCER: u32 = if cfg!(debug_assertions) {
+            3_000
+        } else {
+            20_000
+        };
+        const TOTAL: usize = PRODUCERS * PER_PRODUCER as usize;
+        let (q, polls) = queue(64, LOOPS);
+        assert!(q.start());
+        let taken: Arc<Vec<AtomicUsize>> =
+            Arc::new((0..PRODUCERS).map(|_| AtomicUsize::new(0)).collect());
+        let done = Arc::new(AtomicBool::new(false));
+
+        let consumers: Vec<_> = polls
+            .into_iter()
+            .enumerate()
+            .map(|(id, mut poll)| {
+                let (q, taken, done) = (q.clone(), taken.clone(), done.clone());
+                std::thread::spawn(move || {
+                    let mut events = Events::with_capacity(4);
+                    let (mut parks, mut timeouts) = (0usize, 0usize);
+                    while !done.load(Ordering::SeqCst) {
+                        if let Some(msg) = q.pop() {
+                            taken[usize::from(msg[0])].fetch_add(1, Ordering::SeqCst);
+                            q.release();
+                            continue;
+                        }
+                        // Widen the window between finding the queue empty and
+                        // parking, where a message pushed meanwhile must be
+                        // caught by `park`'s second look.
+                        std::thread::yield_now();
+                        if !q.park(id) {
+                            continue;
+                        }
+                        parks += 1;
+                        poll.poll(&mut events, Some(Duration::from_millis(500)))
+                            .expect("poll");
+                        if events.is_empty() {
+                            timeouts += 1;
+                        }
+                        q.unpark(id);
+                    }
+                    (parks, timeouts)
+                })
+            })
+            .collect();
+
+        let producers: Vec<_> = (0..PRODUCERS)
+            .map(|p| {
+                let (q, taken) = (q.clone(), taken.clone());
+                std::thread::spawn(move || {
+                    for i in 0..PER_PRODUCER {
+                        let mut msg = Message::from(vec![p as u8]);
+                        while let Err((why, back)) = q.push(msg) {
+                            assert_eq!(why, Refused::Full);
+                            msg = back;
+                            std::thread::yield_now();
+                        }
+                        // Ping-pong: the consumer's poll timeout bounds this
+                        // wait even if the wake-up was lost.
+                        while taken[p].load(Ordering::SeqCst) <= i as usize {
+                            std::thread::yield_now();
+                        }
+                    }
+                })
+            })
+            .collect();
+        producers
+            .into_iter()
+            .for_each(|p| p.join().expect("producer"));
+        done.store(true, Ordering::SeqCst);
+        q.wake_all();
+        let results: Vec<(usize, usize)> = consumers
+            .into_iter()
+            .map(|c| c.join().expect("consumer"))
+            .collect();
+
+        let total: usize = taken.iter().map(|t| t.load(Ordering::SeqCst)).sum();
+        assert_eq!(total, TOTAL);
+        assert_eq!(q.in_system(), 0);
+        let parks: usize = results.iter().map(|r| r.0).sum();
+        let timeouts: usize = results.iter().map(|r| r.1).sum();
+        assert!(
+            parks > 0,
+            "the consumers never parked: the test proved nothing"
+        );
+        assert_eq!(
+            timeouts, 0,
+            "{timeouts} of {parks} parks ended by timeout: a wake-up was lost"
+        );
+    }
+}
