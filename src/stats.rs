@@ -21,7 +21,9 @@ pub struct Stats {
     pub rejected: u64,
     /// Error-handler calls that panicked (caught; the loop went on).
     pub handler_panics: u64,
-    /// Messages waiting in the queue.
+    /// Messages waiting in the queue. The bound is on queued plus in
+    /// flight (`queue_size + workers`), so while connections are being
+    /// opened this may exceed `queue_size` by up to `workers`.
     pub queued: usize,
     /// Messages accepted and not yet finished, beyond those queued: being
     /// sent or awaiting their response.

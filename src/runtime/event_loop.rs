@@ -152,29 +152,27 @@ impl EventLoop {
     }
 
     /// Gives queued messages to free slots, idle connections first. Returns
-    /// whether a slot is still free (so the queue ran dry).
+    /// whether a slot is still free (so the queue ran dry). A slot whose
+    /// attempt ended at once (connection refused) takes the next message.
     fn fill(&mut self, now: Instant) -> bool {
         let ctx = Ctx {
             registry: self.poll.registry(),
             config: &self.shared.config,
         };
-        let mut free = false;
         for idle_pass in [true, false] {
             for slot in &mut self.slots {
-                if !slot.is_free() || slot.is_idle() != idle_pass {
-                    continue;
-                }
-                let Some(msg) = self.shared.queue.pop() else {
-                    free = true;
-                    break;
-                };
-                if let Some(f) = slot.assign(Job::new(msg), &ctx, now) {
-                    finish(&self.shared, self.id, f);
-                    self.finished_any = true;
+                while slot.is_free() && slot.is_idle() == idle_pass {
+                    let Some(msg) = self.shared.queue.pop() else {
+                        return true;
+                    };
+                    if let Some(f) = slot.assign(Job::new(msg), &ctx, now) {
+                        finish(&self.shared, self.id, f);
+                        self.finished_any = true;
+                    }
                 }
             }
         }
-        free
+        self.slots.iter().any(Slot::is_free)
     }
 
     /// Shutdown deadline passed: everything held goes to the handler.

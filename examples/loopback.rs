@@ -1,0 +1,808 @@
+//! Load test against an HTTP sink embedded in this process.
+//!
+//! ```text
+//! cargo run --release --example loopback
+//! cargo run --release --example loopback -- --messages 200000 --producers 4 --size 1024
+//! ```
+//!
+//! The example starts a small HTTP/1.1 server on `127.0.0.1:<ephemeral>` that
+//! answers every POST with `204 No Content`, points a [`Client`] at it, and
+//! has `--producers` threads push `--messages` notifications of `--size`
+//! bytes through [`Client::notify`] as fast as the client accepts them. When
+//! the queue is full a producer takes its message back and tries again.
+//!
+//! While it runs it prints a progress line on stderr every second. At the end
+//! it prints a summary on stdout (throughput, `notify()` latency percentiles,
+//! `QueueFull` retries) and checks that every message reached the sink
+//! exactly once; it exits with status 1 when one did not, and with status 2
+//! on a bad command line.
+//!
+//! The sink shares the machine's cores with the client, so it is kept cheap:
+//! a thread per connection, blocking reads into one reusable buffer,
+//! `httparse` for the request head, responses written from a reusable buffer,
+//! no allocation per request.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use notifier::{Client, Message, NotificationError, NotifyError};
+
+const USAGE: &str = "\
+usage: loopback [OPTIONS]
+
+Sends notifications to an HTTP sink embedded in this process and reports
+throughput and notify() latency.
+
+options:
+  --messages N    number of notifications to send      (default 1000000)
+  --size B        bytes per notification                (default 64)
+  --producers P   threads calling notify()              (default 1)
+  --workers W     client connection slots               (default 10)
+  --queue Q       client queue size                     (default 1000)
+  --threads T     client event-loop threads             (default: the library's)
+  -h, --help      print this help";
+
+/// How often the progress line is printed.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The highest latency the histograms track (larger values are clamped).
+const HISTOGRAM_MAX_NS: u64 = 60_000_000_000;
+
+/// How many failed notifications are printed in full; the rest are counted.
+const PRINTED_FAILURES: u64 = 10;
+
+fn main() -> ExitCode {
+    let config = match Config::from_args(std::env::args().skip(1)) {
+        Ok(Some(config)) => config,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(problem) => {
+            eprintln!("loopback: {problem}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&config) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(problem) => {
+            eprintln!("loopback: {problem}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the test; `Ok(false)` when a check failed, `Err` when it could not run.
+fn run(config: &Config) -> Result<bool, String> {
+    let sink = Sink::start(config.messages).map_err(|e| format!("cannot start the sink: {e}"))?;
+    let url = format!("http://{}/notify", sink.addr);
+
+    // Count failed notifications; print the first few in full.
+    let handler_failures = Arc::new(AtomicU64::new(0));
+    let failures = Arc::clone(&handler_failures);
+    let mut builder = Client::builder(&url)
+        .workers(config.workers)
+        .queue_size(config.queue)
+        .error_handler(move |err: NotificationError| {
+            let seen = failures.fetch_add(1, Ordering::Relaxed);
+            if seen < PRINTED_FAILURES {
+                eprintln!(
+                    "notification failed ({:?}, {} attempt(s)): {err}",
+                    err.kind(),
+                    err.attempts()
+                );
+            } else if seen == PRINTED_FAILURES {
+                eprintln!("(further failures are only counted)");
+            }
+        });
+    if let Some(threads) = config.threads {
+        builder = builder.threads(threads);
+    }
+    let client = Arc::new(
+        builder
+            .build()
+            .map_err(|e| format!("cannot build the client for {url}: {e}"))?,
+    );
+    client.start();
+
+    println!(
+        "loopback: {} messages x {} B, {} producer(s), {} workers, queue {}, threads {}, sink {}",
+        config.messages,
+        config.size,
+        config.producers,
+        config.workers,
+        config.queue,
+        config
+            .threads
+            .map_or_else(|| "default".to_owned(), |t| t.to_string()),
+        sink.addr,
+    );
+
+    // The producers and this thread meet at the barrier, so the clock starts
+    // when the first notify() is about to be made, not while threads spawn.
+    let start_line = Arc::new(Barrier::new(config.producers + 1));
+    let producers: Vec<_> = config
+        .shares()
+        .enumerate()
+        .map(|(index, (first_seq, count))| {
+            let client = Arc::clone(&client);
+            let start_line = Arc::clone(&start_line);
+            let size = config.size;
+            thread::Builder::new()
+                .name(format!("producer-{index}"))
+                .spawn(move || produce(&client, first_seq, count, size, &start_line))
+                .map_err(|e| format!("cannot spawn a producer thread: {e}"))
+        })
+        .collect::<Result<_, _>>()?;
+
+    start_line.wait();
+    let started = Instant::now();
+
+    let progress_done = Arc::new(AtomicBool::new(false));
+    let progress = {
+        let client = Arc::clone(&client);
+        let done = Arc::clone(&progress_done);
+        thread::Builder::new()
+            .name("progress".to_owned())
+            .spawn(move || report_progress(&client, &done, started))
+            .map_err(|e| format!("cannot spawn the progress thread: {e}"))?
+    };
+
+    // Merge what the producers measured.
+    let mut latency = new_histogram();
+    let mut queue_full_retries = 0u64;
+    let mut producer_errors = Vec::new();
+    for producer in producers {
+        match producer.join() {
+            Ok(Ok(report)) => {
+                latency
+                    .add(&report.latency)
+                    .expect("histograms share their bounds");
+                queue_full_retries += report.queue_full_retries;
+            }
+            Ok(Err(problem)) => producer_errors.push(problem),
+            Err(_) => producer_errors.push("a producer thread panicked".to_owned()),
+        }
+    }
+    let enqueued = started.elapsed();
+
+    // Graceful stop: blocks until every accepted message is delivered or failed.
+    client.stop();
+    let elapsed = started.elapsed();
+
+    progress_done.store(true, Ordering::Release);
+    progress.thread().unpark();
+    if progress.join().is_err() {
+        eprintln!("loopback: the progress thread panicked");
+    }
+
+    let stats = client.stats();
+    let sink_report = sink.report();
+    let n = config.messages;
+
+    // Summary.
+    let secs = elapsed.as_secs_f64();
+    println!("delivered        {:>12}", stats.delivered);
+    println!("failed           {:>12}", stats.failed);
+    println!(
+        "elapsed          {:>12.3} s   (notify phase {:.3} s, drain after it {:.3} s)",
+        secs,
+        enqueued.as_secs_f64(),
+        (elapsed - enqueued).as_secs_f64()
+    );
+    println!("throughput       {:>12.0} msgs/s", n as f64 / secs);
+    println!(
+        "QueueFull        {:>12} retries   (client counted {} rejected)",
+        queue_full_retries, stats.rejected
+    );
+    println!(
+        "notify() latency   p50 {}   p99 {}   p99.9 {}   max {}   ({} calls)",
+        format_ns(latency.value_at_quantile(0.50)),
+        format_ns(latency.value_at_quantile(0.99)),
+        format_ns(latency.value_at_quantile(0.999)),
+        format_ns(latency.max()),
+        latency.len(),
+    );
+    println!(
+        "sink             {:>12} requests on {} connection(s), {} body bytes, {} distinct, {} duplicate(s), {} unidentified",
+        sink_report.requests,
+        sink_report.connections,
+        sink_report.body_bytes,
+        sink_report.distinct,
+        sink_report.duplicates,
+        sink_report.unidentified,
+    );
+
+    // Checks: every message delivered, and received by the sink exactly once.
+    let mut problems = producer_errors;
+    if stats.accepted != n {
+        problems.push(format!(
+            "client accepted {} messages, expected {n}",
+            stats.accepted
+        ));
+    }
+    if stats.delivered != n {
+        problems.push(format!(
+            "client delivered {} messages, expected {n}",
+            stats.delivered
+        ));
+    }
+    if stats.failed != 0 || handler_failures.load(Ordering::Relaxed) != 0 {
+        problems.push(format!(
+            "{} messages failed ({} reached the error handler)",
+            stats.failed,
+            handler_failures.load(Ordering::Relaxed)
+        ));
+    }
+    if stats.accepted != stats.delivered + stats.failed {
+        problems.push(format!(
+            "after stop, accepted ({}) != delivered ({}) + failed ({})",
+            stats.accepted, stats.delivered, stats.failed
+        ));
+    }
+    if stats.queued != 0 || stats.in_flight != 0 {
+        problems.push(format!(
+            "after stop, {} messages still queued and {} in flight",
+            stats.queued, stats.in_flight
+        ));
+    }
+    if stats.rejected != queue_full_retries {
+        problems.push(format!(
+            "client counted {} rejections, producers saw {queue_full_retries} QueueFull",
+            stats.rejected
+        ));
+    }
+    if sink_report.requests != n {
+        problems.push(format!(
+            "sink received {} requests, expected {n}",
+            sink_report.requests
+        ));
+    }
+    let expected_bytes = n * config.size as u64;
+    if sink_report.body_bytes != expected_bytes {
+        problems.push(format!(
+            "sink received {} body bytes, expected {expected_bytes}",
+            sink_report.body_bytes
+        ));
+    }
+    // Sequence numbers fit in the body only when it is long enough.
+    if sink_report.unidentified == 0 && (sink_report.distinct != n || sink_report.duplicates != 0) {
+        problems.push(format!(
+            "sink saw {} of {n} sequence numbers ({} missing), {} duplicate(s)",
+            sink_report.distinct,
+            n - sink_report.distinct,
+            sink_report.duplicates
+        ));
+    }
+
+    if problems.is_empty() {
+        println!("OK: all {n} messages delivered, each received once by the sink");
+        Ok(true)
+    } else {
+        for problem in &problems {
+            println!("FAILED: {problem}");
+        }
+        Ok(false)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Command line
+// ---------------------------------------------------------------------------
+
+/// The parsed command line.
+#[derive(Debug)]
+struct Config {
+    messages: u64,
+    size: usize,
+    producers: usize,
+    workers: usize,
+    queue: usize,
+    threads: Option<usize>,
+}
+
+impl Config {
+    /// Parses the arguments after the program name; `Ok(None)` for `--help`.
+    ///
+    /// Accepts `--flag VALUE` and `--flag=VALUE`; numbers may contain `_`.
+    fn from_args(args: impl IntoIterator<Item = String>) -> Result<Option<Config>, String> {
+        let mut config = Config {
+            messages: 1_000_000,
+            size: 64,
+            producers: 1,
+            workers: 10,
+            queue: 1000,
+            threads: None,
+        };
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            if arg == "-h" || arg == "--help" {
+                return Ok(None);
+            }
+            let (flag, inline_value) = match arg.split_once('=') {
+                Some((flag, value)) => (flag.to_owned(), Some(value.to_owned())),
+                None => (arg, None),
+            };
+            let mut value = || {
+                inline_value
+                    .clone()
+                    .or_else(|| args.next())
+                    .ok_or_else(|| format!("{flag} needs a value"))
+            };
+            match flag.as_str() {
+                "--messages" => config.messages = parse_number(&flag, &value()?, 1)?,
+                "--size" => config.size = parse_number(&flag, &value()?, 0)?,
+                "--producers" => config.producers = parse_number(&flag, &value()?, 1)?,
+                "--workers" => config.workers = parse_number(&flag, &value()?, 1)?,
+                "--queue" => config.queue = parse_number(&flag, &value()?, 1)?,
+                "--threads" => config.threads = Some(parse_number(&flag, &value()?, 1)?),
+                _ => return Err(format!("unknown argument {flag:?}")),
+            }
+        }
+        if config.producers as u64 > config.messages {
+            return Err(format!(
+                "--producers ({}) is larger than --messages ({})",
+                config.producers, config.messages
+            ));
+        }
+        Ok(Some(config))
+    }
+
+    /// Each producer's first sequence number and message count; the
+    /// remainder of the division goes to the first producers.
+    fn shares(&self) -> impl Iterator<Item = (u64, u64)> {
+        let producers = self.producers as u64;
+        let (base, extra) = (self.messages / producers, self.messages % producers);
+        (0..producers).scan(0u64, move |next, i| {
+            let count = base + u64::from(i < extra);
+            let first = *next;
+            *next += count;
+            Some((first, count))
+        })
+    }
+}
+
+/// Parses a decimal number of at least `min`, allowing `_` separators.
+fn parse_number<T>(flag: &str, text: &str, min: T) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+{
+    let number: T = text
+        .replace('_', "")
+        .parse()
+        .map_err(|_| format!("{flag}: {text:?} is not a number"))?;
+    if number < min {
+        return Err(format!("{flag}: must be at least {min}"));
+    }
+    Ok(number)
+}
+
+// ---------------------------------------------------------------------------
+// Producers and progress
+// ---------------------------------------------------------------------------
+
+/// What one producer thread measured.
+struct ProducerReport {
+    /// Latency of each successful `notify()` call, in nanoseconds.
+    latency: Histogram<u64>,
+    /// How many times `notify()` answered `QueueFull`.
+    queue_full_retries: u64,
+}
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HISTOGRAM_MAX_NS, 3).expect("the histogram bounds are valid")
+}
+
+/// Sends messages `first_seq .. first_seq + count`, each `size` bytes long.
+fn produce(
+    client: &Client,
+    first_seq: u64,
+    count: u64,
+    size: usize,
+    start_line: &Barrier,
+) -> Result<ProducerReport, String> {
+    let mut latency = new_histogram();
+    let mut queue_full_retries = 0u64;
+    start_line.wait();
+
+    for seq in first_seq..first_seq + count {
+        // A fresh buffer per message, like a real caller; built before the
+        // clock starts so that only notify() itself is measured.
+        let mut message: Message = new_message(seq, size).into();
+        let mut attempt = 0u32;
+        loop {
+            let before = Instant::now();
+            match client.notify(message) {
+                Ok(()) => {
+                    latency.saturating_record(nanos(before.elapsed()));
+                    break;
+                }
+                Err(NotifyError::QueueFull(returned)) => {
+                    queue_full_retries += 1;
+                    message = returned;
+                    back_off(attempt);
+                    attempt = attempt.saturating_add(1);
+                }
+                Err(other) => return Err(format!("notify() of message {seq} failed: {other}")),
+            }
+        }
+    }
+    Ok(ProducerReport {
+        latency,
+        queue_full_retries,
+    })
+}
+
+/// Waits before retrying a full queue: spins briefly, then yields, then
+/// sleeps.
+///
+/// The sleep matters on a small machine: a producer that only spins or
+/// yields keeps a whole core busy while the queue is full, a core the event
+/// loops and the sink need (with 2 cores it halves the measured
+/// throughput). The queue holds `--queue` messages, milliseconds of work,
+/// so a 50 µs nap never lets it run dry.
+fn back_off(attempt: u32) {
+    match attempt {
+        0..=5 => {
+            for _ in 0..1u32 << attempt {
+                std::hint::spin_loop();
+            }
+        }
+        6..=9 => thread::yield_now(),
+        _ => thread::sleep(Duration::from_micros(50)),
+    }
+}
+
+/// A `size`-byte body that starts with the decimal sequence number and a
+/// space, padded with `.`; the sink reads the number back. Bodies too short
+/// for the number are sent truncated and the sink counts them unidentified.
+fn new_message(seq: u64, size: usize) -> Vec<u8> {
+    let mut body = vec![b'.'; size];
+    let mut cursor = &mut body[..];
+    // Fails only when the body is too short for the number, which is fine.
+    let _ = write!(cursor, "{seq} ");
+    body
+}
+
+/// Prints delivered / rate / queued on stderr every second until `done`.
+fn report_progress(client: &Client, done: &AtomicBool, started: Instant) {
+    let mut last_time = started;
+    let mut last_delivered = 0u64;
+    loop {
+        // Sleep until the next tick; `run` unparks this thread when finished.
+        let deadline = last_time + PROGRESS_INTERVAL;
+        loop {
+            if done.load(Ordering::Acquire) {
+                return;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            thread::park_timeout(deadline - now);
+        }
+        let now = Instant::now();
+        let stats = client.stats();
+        let rate = (stats.delivered - last_delivered) as f64 / (now - last_time).as_secs_f64();
+        eprintln!(
+            "[{:>6.1} s] delivered {:>10}  {:>8.0} msgs/s  queued {:>6}  in flight {:>4}  failed {}",
+            (now - started).as_secs_f64(),
+            stats.delivered,
+            rate,
+            stats.queued,
+            stats.in_flight,
+            stats.failed,
+        );
+        last_time = now;
+        last_delivered = stats.delivered;
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn format_ns(ns: u64) -> String {
+    match ns {
+        0..=9_999 => format!("{ns} ns"),
+        10_000..=9_999_999 => format!("{:.1} µs", ns as f64 / 1e3),
+        _ => format!("{:.1} ms", ns as f64 / 1e6),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The embedded HTTP sink
+// ---------------------------------------------------------------------------
+
+/// `204 No Content` needs no `Content-Length`: it never has a body.
+const RESPONSE_204: &[u8] = b"HTTP/1.1 204 No Content\r\n\r\n";
+const RESPONSE_400: &[u8] =
+    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+const RESPONSE_431: &[u8] =
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+const RESPONSE_501: &[u8] =
+    b"HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+/// Initial size of a connection's read buffer: a request head must fit in it;
+/// it grows for larger bodies.
+const READ_BUFFER: usize = 64 * 1024;
+
+/// Headers parsed per request; more is answered with 431.
+const MAX_HEADERS: usize = 32;
+
+/// What the sink has seen, shared by its connection threads.
+struct SinkCounters {
+    requests: AtomicU64,
+    connections: AtomicU64,
+    body_bytes: AtomicU64,
+    /// One bit per expected sequence number.
+    seen: Vec<AtomicU64>,
+    distinct: AtomicU64,
+    duplicates: AtomicU64,
+    /// Requests whose body did not carry a sequence number in range.
+    unidentified: AtomicU64,
+}
+
+impl SinkCounters {
+    fn new(expected: u64) -> SinkCounters {
+        let words = usize::try_from(expected.div_ceil(64)).expect("message count fits in memory");
+        SinkCounters {
+            requests: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+            body_bytes: AtomicU64::new(0),
+            seen: (0..words).map(|_| AtomicU64::new(0)).collect(),
+            distinct: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            unidentified: AtomicU64::new(0),
+        }
+    }
+
+    /// Marks the sequence number at the start of `body` as received.
+    fn record_body(&self, body: &[u8]) {
+        let seen = parse_seq(body)
+            .and_then(|seq| Some((seq, self.seen.get(usize::try_from(seq / 64).ok()?)?)));
+        match seen {
+            Some((seq, word)) => {
+                let bit = 1u64 << (seq % 64);
+                if word.fetch_or(bit, Ordering::Relaxed) & bit == 0 {
+                    self.distinct.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    self.duplicates.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            None => {
+                self.unidentified.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// The decimal number before the first space of `body`, if there is one.
+fn parse_seq(body: &[u8]) -> Option<u64> {
+    let end = body.iter().position(|&b| b == b' ')?;
+    let digits = &body[..end];
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &b| {
+        b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
+    })
+}
+
+/// A snapshot of [`SinkCounters`].
+struct SinkReport {
+    requests: u64,
+    connections: u64,
+    body_bytes: u64,
+    distinct: u64,
+    duplicates: u64,
+    unidentified: u64,
+}
+
+/// The embedded HTTP/1.1 server. Its threads are detached: they end with the
+/// process.
+struct Sink {
+    addr: SocketAddr,
+    counters: Arc<SinkCounters>,
+}
+
+impl Sink {
+    /// Listens on an ephemeral loopback port and accepts in the background;
+    /// `expected` sizes the table of sequence numbers.
+    fn start(expected: u64) -> io::Result<Sink> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let counters = Arc::new(SinkCounters::new(expected));
+        let shared = Arc::clone(&counters);
+        thread::Builder::new()
+            .name("sink-accept".to_owned())
+            .spawn(move || accept_loop(&listener, &shared))?;
+        Ok(Sink { addr, counters })
+    }
+
+    fn report(&self) -> SinkReport {
+        let c = &self.counters;
+        SinkReport {
+            requests: c.requests.load(Ordering::Relaxed),
+            connections: c.connections.load(Ordering::Relaxed),
+            body_bytes: c.body_bytes.load(Ordering::Relaxed),
+            distinct: c.distinct.load(Ordering::Relaxed),
+            duplicates: c.duplicates.load(Ordering::Relaxed),
+            unidentified: c.unidentified.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn accept_loop(listener: &TcpListener, counters: &Arc<SinkCounters>) {
+    for stream in listener.incoming() {
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(e) => {
+                eprintln!("sink: accept failed: {e}");
+                continue;
+            }
+        };
+        let id = counters.connections.fetch_add(1, Ordering::Relaxed);
+        let counters = Arc::clone(counters);
+        let spawned = thread::Builder::new()
+            .name(format!("sink-conn-{id}"))
+            .spawn(move || {
+                if let Err(e) = serve(stream, &counters) {
+                    // Resets happen when the client drops a connection; anything
+                    // else is worth seeing.
+                    if e.kind() != io::ErrorKind::ConnectionReset {
+                        eprintln!("sink: connection {id}: {e}");
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            eprintln!("sink: cannot spawn a connection thread: {e}");
+        }
+    }
+}
+
+/// The head of one request, as far as the sink cares.
+struct RequestHead {
+    /// Bytes of head plus body.
+    total_len: usize,
+    /// Where the body starts, from the start of the request.
+    head_len: usize,
+    /// Close the connection after answering.
+    close: bool,
+}
+
+/// Parses one request head at the start of `buf`: `Ok(None)` when more bytes
+/// are needed, `Err(response)` when the request must be refused.
+fn parse_head(buf: &[u8]) -> Result<Option<RequestHead>, &'static [u8]> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    let head_len = match request.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(RESPONSE_431),
+        Err(_) => return Err(RESPONSE_400),
+    };
+    // HTTP/1.0 closes unless asked to keep alive; HTTP/1.1 the other way round.
+    let mut close = request.version == Some(0);
+    let mut content_length: Option<usize> = None;
+    for header in request.headers.iter() {
+        if header.name.eq_ignore_ascii_case("content-length") {
+            let len = std::str::from_utf8(header.value)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or(RESPONSE_400)?;
+            if content_length.is_some_and(|previous| previous != len) {
+                return Err(RESPONSE_400);
+            }
+            content_length = Some(len);
+        } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
+            // The client frames bodies with Content-Length; chunked is not needed here.
+            return Err(RESPONSE_501);
+        } else if header.name.eq_ignore_ascii_case("connection") {
+            if header.value.eq_ignore_ascii_case(b"close") {
+                close = true;
+            } else if header.value.eq_ignore_ascii_case(b"keep-alive") {
+                close = false;
+            }
+        }
+    }
+    let total_len = head_len
+        .checked_add(content_length.unwrap_or(0))
+        .ok_or(RESPONSE_400)?;
+    Ok(Some(RequestHead {
+        total_len,
+        head_len,
+        close,
+    }))
+}
+
+/// Serves one keep-alive connection until the peer closes it.
+///
+/// Bytes accumulate in `buf[start..end]`; every complete request in it is
+/// answered, all answers of one read going out in one write.
+fn serve(mut stream: TcpStream, counters: &SinkCounters) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut buf = vec![0u8; READ_BUFFER];
+    let mut out: Vec<u8> = Vec::with_capacity(RESPONSE_204.len() * 16);
+    let (mut start, mut end) = (0usize, 0usize);
+    // The head of a request whose body is still arriving, so it is parsed once.
+    let mut pending: Option<RequestHead> = None;
+
+    loop {
+        // Make room: drop consumed bytes, or grow for a request larger than the buffer.
+        if end == buf.len() {
+            if start > 0 {
+                buf.copy_within(start..end, 0);
+                end -= start;
+                start = 0;
+            } else if let Some(head) = &pending {
+                // A body larger than the buffer: make room for all of it.
+                buf.resize(head.total_len.max(buf.len() * 2), 0);
+            } else {
+                // A request head that fills the whole buffer is not one we serve.
+                stream.write_all(RESPONSE_431)?;
+                return Ok(());
+            }
+        }
+        let read = stream.read(&mut buf[end..])?;
+        if read == 0 {
+            return Ok(()); // The client closed the connection.
+        }
+        end += read;
+
+        // Answer every complete request in the buffer.
+        let (mut requests, mut body_bytes, mut close) = (0u64, 0u64, false);
+        while start < end {
+            let head = match pending.take() {
+                Some(head) => head,
+                None => match parse_head(&buf[start..end]) {
+                    Ok(Some(head)) => head,
+                    Ok(None) => break,
+                    Err(response) => {
+                        out.extend_from_slice(response);
+                        close = true;
+                        break;
+                    }
+                },
+            };
+            if end - start < head.total_len {
+                pending = Some(head); // Wait for the rest of the body.
+                break;
+            }
+            let body = &buf[start + head.head_len..start + head.total_len];
+            counters.record_body(body);
+            body_bytes += body.len() as u64;
+            requests += 1;
+            start += head.total_len;
+            out.extend_from_slice(RESPONSE_204);
+            if head.close {
+                close = true;
+                break;
+            }
+        }
+        if start == end {
+            (start, end) = (0, 0);
+        }
+
+        // Count before answering, so the client never sees a response the
+        // sink has not counted yet.
+        if requests > 0 {
+            counters.requests.fetch_add(requests, Ordering::Relaxed);
+            counters.body_bytes.fetch_add(body_bytes, Ordering::Relaxed);
+        }
+        if !out.is_empty() {
+            stream.write_all(&out)?;
+            out.clear();
+        }
+        if close {
+            return Ok(());
+        }
+    }
+}
