@@ -1,0 +1,192 @@
+//! Connection reuse and response framing: servers that close connections
+//! (per response, every N requests, when idle), slow and unusual but valid
+//! responses. None of these may cost a notification.
+
+mod support;
+
+use std::thread;
+use std::time::Duration;
+
+use notifier::Client;
+use support::{assert_each_id_once, msg, notify_retrying, response, Action, Failures, Server};
+
+const LONG: Duration = Duration::from_secs(60);
+
+/// A request timeout these tests never reach when the client works.
+const NEVER: Duration = Duration::from_secs(600);
+
+/// Sends `n` messages to `server` through a client with `workers` slots,
+/// stops it, and checks that all were delivered, once each, without failure.
+///
+/// Delivery must finish within [`LONG`], far below the client's timeout
+/// ([`NEVER`]): a slot that stays busy after its response ended would only
+/// be freed by that timeout, and would otherwise pass unnoticed.
+fn deliver_all(server: &Server, workers: usize, n: usize) {
+    let failures = Failures::new();
+    let client = Client::builder(&server.url())
+        .workers(workers)
+        .timeout(NEVER)
+        .shutdown_timeout(Duration::from_secs(5))
+        .error_handler(failures.handler())
+        .build()
+        .expect("build");
+    client.start();
+    for i in 0..n {
+        notify_retrying(&client, msg(i));
+    }
+    assert!(
+        client.flush(LONG),
+        "not delivered within {LONG:?}: {:?}, {} failures",
+        client.stats(),
+        failures.len()
+    );
+    client.stop();
+
+    failures.assert_none();
+    let stats = client.stats();
+    assert_eq!(stats.accepted, n as u64);
+    assert_eq!(stats.delivered, n as u64);
+    assert_eq!(stats.failed, 0);
+    assert_each_id_once(&server.requests(), n);
+}
+
+#[test]
+fn connection_close_on_every_response() {
+    let server = Server::start(|_, _| {
+        Action::ReplyAndClose(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n".to_vec())
+    });
+    deliver_all(&server, 4, 300);
+    assert_eq!(server.connections(), 300);
+}
+
+#[test]
+fn connection_close_on_every_hundredth_response() {
+    // Like nginx's `keepalive_requests 100`.
+    let server = Server::start(|_, info| {
+        if info.nth == 99 {
+            Action::ReplyAndClose(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
+            )
+        } else {
+            Action::Reply(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec())
+        }
+    });
+    deliver_all(&server, 2, 2_000);
+    assert!(
+        server.connections() >= 20,
+        "{} connections",
+        server.connections()
+    );
+}
+
+#[test]
+fn server_closing_idle_connections_costs_nothing() {
+    let server =
+        Server::start_with_idle_close(Duration::from_millis(200), |_, _| Action::no_content());
+    let failures = Failures::new();
+    let client = Client::builder(&server.url())
+        .workers(3)
+        .error_handler(failures.handler())
+        .build()
+        .expect("build");
+    client.start();
+    let mut sent = 0;
+    for _round in 0..3 {
+        for _ in 0..5 {
+            client.notify(msg(sent)).expect("notify");
+            sent += 1;
+        }
+        assert!(client.flush(LONG), "flush timed out");
+        // The server closes every connection after 200 ms of silence; the
+        // client must notice before it reuses one.
+        thread::sleep(Duration::from_millis(600));
+        assert_eq!(server.open_connections(), 0, "the server did not close");
+    }
+    client.notify(msg(sent)).expect("notify");
+    sent += 1;
+    client.stop();
+
+    failures.assert_none();
+    assert_eq!(client.stats().delivered, sent as u64);
+    assert_each_id_once(&server.requests(), sent);
+}
+
+#[test]
+fn stray_bytes_after_a_response_are_not_taken_as_the_next_answer() {
+    // Each 204 comes with an unsolicited 408 in the same segment, then the
+    // server closes: the connection must not be reused, and the 408 must not
+    // be read as the answer to the next request.
+    let server = Server::start(|_, _| {
+        Action::ReplyAndClose(
+            b"HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+                .to_vec(),
+        )
+    });
+    deliver_all(&server, 1, 50);
+}
+
+#[test]
+fn response_written_one_byte_at_a_time() {
+    let server = Server::start(|_, _| Action::Trickle {
+        bytes: response(200, "OK", &[("X-Slow", "yes")], b"hello"),
+        close: false,
+    });
+    deliver_all(&server, 1, 5);
+    assert_eq!(server.connections(), 1, "the connection was not reused");
+}
+
+#[test]
+fn close_delimited_body() {
+    let server = Server::start(|_, _| {
+        Action::ReplyAndClose(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nthe body runs to the close"
+                .to_vec(),
+        )
+    });
+    deliver_all(&server, 2, 20);
+}
+
+#[test]
+fn close_delimited_body_trickled() {
+    let server = Server::start(|_, _| Action::Trickle {
+        bytes: b"HTTP/1.1 200 OK\r\n\r\nbody".to_vec(),
+        close: true,
+    });
+    deliver_all(&server, 1, 3);
+}
+
+#[test]
+fn interim_100_continue_is_skipped() {
+    let server = Server::start(|_, _| {
+        Action::Reply(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n".to_vec())
+    });
+    deliver_all(&server, 1, 10);
+    assert_eq!(server.connections(), 1, "the connection was not reused");
+}
+
+#[test]
+fn http_1_0_response_then_close() {
+    let server = Server::start(|_, _| {
+        Action::ReplyAndClose(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec())
+    });
+    deliver_all(&server, 2, 20);
+}
+
+#[test]
+fn chunked_response() {
+    let server = Server::start(|_, _| {
+        Action::Reply(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n"
+                .to_vec(),
+        )
+    });
+    deliver_all(&server, 2, 50);
+}
+
+#[test]
+fn response_body_is_read_and_the_connection_kept() {
+    let body = vec![b'x'; 100_000];
+    let server = Server::start(move |_, _| Action::Reply(response(200, "OK", &[], &body)));
+    deliver_all(&server, 1, 20);
+    assert_eq!(server.connections(), 1, "the connection was not reused");
+}

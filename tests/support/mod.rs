@@ -1,0 +1,609 @@
+//! Test support: a scripted loopback HTTP/1.1 server and helpers to drive a
+//! [`Client`] and collect what reaches its error handler.
+//!
+//! The server is std-only: a nonblocking accept loop on one thread and one
+//! thread per connection. Every request is parsed with `httparse`, recorded,
+//! and answered as the script says. Every loop checks a shutdown flag at
+//! least every [`POLL`], so all threads end when the [`Server`] is dropped.
+
+#![allow(dead_code)]
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use notifier::{Client, Message, NotificationError, NotifyError};
+
+/// How often blocked server threads look at the shutdown flag.
+const POLL: Duration = Duration::from_millis(20);
+/// A server write that makes no progress for this long drops the connection.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a closing connection keeps reading for the client's EOF.
+const LINGER: Duration = Duration::from_secs(2);
+/// Pause between the bytes of an [`Action::Trickle`] response.
+const TRICKLE_PAUSE: Duration = Duration::from_millis(1);
+/// Requests larger than this (head plus body) drop the connection.
+const MAX_REQUEST: usize = 4 << 20;
+
+/// The answer to most requests: `204 No Content`, keep-alive.
+pub(crate) const NO_CONTENT: &[u8] = b"HTTP/1.1 204 No Content\r\n\r\n";
+
+/// One request as the server received it.
+#[derive(Debug, Clone)]
+pub(crate) struct Request {
+    /// The request method, e.g. `POST`.
+    pub(crate) method: String,
+    /// The request target: path and query.
+    pub(crate) target: String,
+    /// The headers in the order received, names as sent.
+    pub(crate) headers: Vec<(String, String)>,
+    /// The body, `Content-Length` bytes of it.
+    pub(crate) body: Vec<u8>,
+    /// The index of the connection it came on, in accept order from 0.
+    pub(crate) conn: usize,
+}
+
+impl Request {
+    /// The value of the first header named `name` (case-insensitive).
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// How many headers are named `name` (case-insensitive).
+    pub(crate) fn header_count(&self, name: &str) -> usize {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .count()
+    }
+}
+
+/// Where a request sits, for the script to decide on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnInfo {
+    /// The connection's index, in accept order from 0.
+    pub(crate) conn: usize,
+    /// The request's index on its connection, from 0.
+    pub(crate) nth: usize,
+    /// The request's index over the whole server, from 0.
+    pub(crate) total: usize,
+}
+
+/// What the server does with a request.
+#[derive(Debug, Clone)]
+pub(crate) enum Action {
+    /// Write these bytes at once and keep the connection for the next request.
+    Reply(Vec<u8>),
+    /// Write these bytes at once, then close the connection.
+    ReplyAndClose(Vec<u8>),
+    /// Write these bytes one at a time, flushing and pausing briefly after
+    /// each; then keep the connection, or close it when `close` is set.
+    Trickle { bytes: Vec<u8>, close: bool },
+    /// Never answer; keep reading (and discarding) until the client closes.
+    Stall,
+    /// Close the connection without answering.
+    Close,
+}
+
+impl Action {
+    /// `204 No Content`, keep-alive.
+    pub(crate) fn no_content() -> Action {
+        Action::Reply(NO_CONTENT.to_vec())
+    }
+}
+
+/// A response with the given status line parts, extra header lines and body;
+/// `Content-Length` is added.
+pub(crate) fn response(
+    status: u16,
+    reason: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Vec<u8> {
+    let mut out = format!("HTTP/1.1 {status} {reason}\r\n");
+    for (name, value) in headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let mut out = out.into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+type Script = dyn Fn(&Request, ConnInfo) -> Action + Send + Sync;
+
+struct Shared {
+    script: Box<Script>,
+    idle_close: Option<Duration>,
+    stop: AtomicBool,
+    requests: Mutex<Vec<Request>>,
+    next_request: AtomicUsize,
+    connections: AtomicUsize,
+    open: AtomicUsize,
+    max_open: AtomicUsize,
+    malformed: AtomicUsize,
+}
+
+impl Shared {
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// A scripted loopback HTTP/1.1 server on `127.0.0.1`, stopped on drop.
+pub(crate) struct Server {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Starts a server that answers every request as `script` says.
+    pub(crate) fn start(
+        script: impl Fn(&Request, ConnInfo) -> Action + Send + Sync + 'static,
+    ) -> Server {
+        Server::spawn(Box::new(script), None)
+    }
+
+    /// Starts a server that also closes a kept-alive connection once no
+    /// request has arrived on it for `idle`.
+    pub(crate) fn start_with_idle_close(
+        idle: Duration,
+        script: impl Fn(&Request, ConnInfo) -> Action + Send + Sync + 'static,
+    ) -> Server {
+        Server::spawn(Box::new(script), Some(idle))
+    }
+
+    /// Starts a server that answers `204 No Content` to everything.
+    pub(crate) fn no_content() -> Server {
+        Server::start(|_, _| Action::no_content())
+    }
+
+    /// Starts a server that never answers.
+    pub(crate) fn stalled() -> Server {
+        Server::start(|_, _| Action::Stall)
+    }
+
+    fn spawn(script: Box<Script>, idle_close: Option<Duration>) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the test server");
+        listener
+            .set_nonblocking(true)
+            .expect("make the listener nonblocking");
+        let addr = listener.local_addr().expect("the listener's address");
+        let shared = Arc::new(Shared {
+            script,
+            idle_close,
+            stop: AtomicBool::new(false),
+            requests: Mutex::new(Vec::new()),
+            next_request: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
+            open: AtomicUsize::new(0),
+            max_open: AtomicUsize::new(0),
+            malformed: AtomicUsize::new(0),
+        });
+        let acceptor = {
+            let shared = Arc::clone(&shared);
+            thread::Builder::new()
+                .name("test-server-accept".into())
+                .spawn(move || accept_loop(&listener, &shared))
+                .expect("spawn the accept thread")
+        };
+        Server {
+            addr,
+            shared,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    /// `127.0.0.1:PORT`, the expected `Host` header.
+    pub(crate) fn authority(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// `http://127.0.0.1:PORT/notify`.
+    pub(crate) fn url(&self) -> String {
+        self.url_with("/notify")
+    }
+
+    /// `http://127.0.0.1:PORT` followed by `path_and_query`.
+    pub(crate) fn url_with(&self, path_and_query: &str) -> String {
+        format!("http://{}{path_and_query}", self.addr)
+    }
+
+    /// A copy of every request received so far, in arrival order.
+    pub(crate) fn requests(&self) -> Vec<Request> {
+        self.lock_requests().clone()
+    }
+
+    /// How many requests have been received so far.
+    pub(crate) fn request_count(&self) -> usize {
+        self.lock_requests().len()
+    }
+
+    /// How many connections have been accepted so far.
+    pub(crate) fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// How many connections are open now.
+    pub(crate) fn open_connections(&self) -> usize {
+        self.shared.open.load(Ordering::SeqCst)
+    }
+
+    /// The most connections that were open at once.
+    pub(crate) fn max_open_connections(&self) -> usize {
+        self.shared.max_open.load(Ordering::SeqCst)
+    }
+
+    /// How many requests did not parse (each dropped its connection).
+    pub(crate) fn malformed_requests(&self) -> usize {
+        self.shared.malformed.load(Ordering::SeqCst)
+    }
+
+    /// Waits until at least `n` requests have arrived; false at `timeout`.
+    pub(crate) fn wait_for_requests(&self, n: usize, timeout: Duration) -> bool {
+        wait_until(timeout, || self.request_count() >= n)
+    }
+
+    fn lock_requests(&self) -> MutexGuard<'_, Vec<Request>> {
+        self.shared
+            .requests
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+    }
+}
+
+fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
+    let mut handlers: Vec<JoinHandle<()>> = Vec::new();
+    while !shared.stopping() {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let index = shared.connections.fetch_add(1, Ordering::SeqCst);
+                let open = shared.open.fetch_add(1, Ordering::SeqCst) + 1;
+                shared.max_open.fetch_max(open, Ordering::SeqCst);
+                let shared = Arc::clone(shared);
+                let handler = thread::Builder::new()
+                    .name(format!("test-server-conn-{index}"))
+                    .spawn(move || {
+                        serve(stream, index, &shared);
+                        shared.open.fetch_sub(1, Ordering::SeqCst);
+                    })
+                    .expect("spawn a connection thread");
+                handlers.retain(|h| !h.is_finished());
+                handlers.push(handler);
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => thread::sleep(Duration::from_millis(1)),
+            Err(_) => thread::sleep(Duration::from_millis(1)),
+        }
+    }
+    for handler in handlers {
+        let _ = handler.join();
+    }
+}
+
+/// What one read brought.
+enum ReadOutcome {
+    Data,
+    Nothing,
+    Closed,
+}
+
+fn read_some(stream: &mut TcpStream, buf: &mut Vec<u8>) -> ReadOutcome {
+    let mut chunk = [0u8; 16 * 1024];
+    match stream.read(&mut chunk) {
+        Ok(0) => ReadOutcome::Closed,
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            ReadOutcome::Data
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+            ) =>
+        {
+            ReadOutcome::Nothing
+        }
+        Err(_) => ReadOutcome::Closed,
+    }
+}
+
+fn serve(mut stream: TcpStream, conn: usize, shared: &Shared) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(POLL));
+    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    let mut buf = Vec::with_capacity(16 * 1024);
+    let mut nth = 0;
+    let mut idle_since = Instant::now();
+    while !shared.stopping() {
+        match parse_request(&buf, conn) {
+            Err(()) => {
+                shared.malformed.fetch_add(1, Ordering::SeqCst);
+                return;
+            }
+            Ok(Some((request, used))) => {
+                buf.drain(..used);
+                let info = ConnInfo {
+                    conn,
+                    nth,
+                    total: shared.next_request.fetch_add(1, Ordering::SeqCst),
+                };
+                nth += 1;
+                let action = (shared.script)(&request, info);
+                shared
+                    .requests
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .push(request);
+                let keep = match action {
+                    Action::Reply(bytes) => stream.write_all(&bytes).is_ok(),
+                    Action::ReplyAndClose(bytes) => {
+                        if stream.write_all(&bytes).is_ok() {
+                            linger_close(&mut stream, shared);
+                        }
+                        false
+                    }
+                    Action::Trickle { bytes, close } => {
+                        let written = trickle(&mut stream, &bytes, shared);
+                        if written && close {
+                            linger_close(&mut stream, shared);
+                        }
+                        written && !close
+                    }
+                    Action::Stall => {
+                        drain_until_closed(&mut stream, shared, None);
+                        false
+                    }
+                    Action::Close => false,
+                };
+                if !keep {
+                    return;
+                }
+                idle_since = Instant::now();
+                continue;
+            }
+            Ok(None) => {}
+        }
+        if buf.is_empty()
+            && shared
+                .idle_close
+                .is_some_and(|idle| idle_since.elapsed() >= idle)
+        {
+            return;
+        }
+        if buf.len() > MAX_REQUEST {
+            shared.malformed.fetch_add(1, Ordering::SeqCst);
+            return;
+        }
+        match read_some(&mut stream, &mut buf) {
+            ReadOutcome::Closed => return,
+            ReadOutcome::Data | ReadOutcome::Nothing => {}
+        }
+    }
+}
+
+/// Parses one complete request from the front of `buf`: `Ok(None)` while
+/// more bytes are needed, `Err` when it cannot parse.
+fn parse_request(buf: &[u8], conn: usize) -> Result<Option<(Request, usize)>, ()> {
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut parsed = httparse::Request::new(&mut headers);
+    let head_len = match parsed.parse(buf).map_err(|_| ())? {
+        httparse::Status::Complete(n) => n,
+        httparse::Status::Partial => return Ok(None),
+    };
+    let headers: Vec<(String, String)> = parsed
+        .headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_owned(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect();
+    let body_len = match headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+    {
+        Some((_, v)) => v.trim().parse::<usize>().map_err(|_| ())?,
+        None => 0,
+    };
+    if buf.len() < head_len + body_len {
+        return Ok(None);
+    }
+    let request = Request {
+        method: parsed.method.unwrap_or_default().to_owned(),
+        target: parsed.path.unwrap_or_default().to_owned(),
+        headers,
+        body: buf[head_len..head_len + body_len].to_vec(),
+        conn,
+    };
+    Ok(Some((request, head_len + body_len)))
+}
+
+/// Writes `bytes` one at a time; false when the connection broke.
+fn trickle(stream: &mut TcpStream, bytes: &[u8], shared: &Shared) -> bool {
+    for byte in bytes {
+        if shared.stopping() || stream.write_all(std::slice::from_ref(byte)).is_err() {
+            return false;
+        }
+        let _ = stream.flush();
+        thread::sleep(TRICKLE_PAUSE);
+    }
+    true
+}
+
+/// Closes gracefully: sends FIN, then reads until the client's EOF (bounded
+/// by [`LINGER`]) so that unread input cannot turn the close into a reset
+/// that destroys the response.
+fn linger_close(stream: &mut TcpStream, shared: &Shared) {
+    let _ = stream.shutdown(Shutdown::Write);
+    drain_until_closed(stream, shared, Some(LINGER));
+}
+
+/// Reads and discards until the peer closes, the server stops, or `limit`.
+fn drain_until_closed(stream: &mut TcpStream, shared: &Shared, limit: Option<Duration>) {
+    let start = Instant::now();
+    let mut sink = Vec::new();
+    let expired = || limit.is_some_and(|limit| start.elapsed() >= limit);
+    while !shared.stopping() && !expired() {
+        sink.clear();
+        if let ReadOutcome::Closed = read_some(stream, &mut sink) {
+            return;
+        }
+    }
+}
+
+/// Polls `done` every few milliseconds until it holds; false at `timeout`.
+pub(crate) fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The body of test message `i`: `id=<i>`.
+pub(crate) fn msg(i: usize) -> String {
+    format!("id={i}")
+}
+
+/// The id in a body made by [`msg`].
+pub(crate) fn id_of(body: &[u8]) -> usize {
+    std::str::from_utf8(body)
+        .ok()
+        .and_then(|s| s.strip_prefix("id="))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected body {:?}", body.escape_ascii().to_string()))
+}
+
+/// Asserts that the bodies of `requests` are exactly `msg(0)..msg(n)`, each once.
+pub(crate) fn assert_each_id_once(requests: &[Request], n: usize) {
+    let mut seen = vec![0usize; n];
+    for request in requests {
+        let id = id_of(&request.body);
+        assert!(id < n, "unexpected id {id} (expected below {n})");
+        seen[id] += 1;
+    }
+    let missing: Vec<usize> = (0..n).filter(|&i| seen[i] == 0).collect();
+    let repeated: Vec<usize> = (0..n).filter(|&i| seen[i] > 1).collect();
+    assert!(
+        missing.is_empty() && repeated.is_empty(),
+        "{} missing (first {:?}), {} repeated (first {:?})",
+        missing.len(),
+        &missing[..missing.len().min(10)],
+        repeated.len(),
+        &repeated[..repeated.len().min(10)],
+    );
+    assert_eq!(requests.len(), n);
+}
+
+/// Notifies `msg`, retrying after a short pause while the queue is full.
+/// Panics on any other refusal, or when the queue stays full for 30 s.
+pub(crate) fn notify_retrying(client: &Client, msg: impl Into<Message>) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut msg = msg.into();
+    loop {
+        match client.notify(msg) {
+            Ok(()) => return,
+            Err(NotifyError::QueueFull(back)) => {
+                assert!(Instant::now() < deadline, "queue full for 30 s");
+                msg = back;
+                thread::sleep(Duration::from_micros(50));
+            }
+            Err(e) => panic!("notify refused: {e:?}"),
+        }
+    }
+}
+
+/// One call of the error handler.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    /// What the handler was given.
+    pub(crate) error: NotificationError,
+    /// When it was called.
+    pub(crate) at: Instant,
+}
+
+/// Collects the error handler's calls.
+#[derive(Clone, Default)]
+pub(crate) struct Failures(Arc<Mutex<Vec<Failure>>>);
+
+impl Failures {
+    /// A new, empty collector.
+    pub(crate) fn new() -> Failures {
+        Failures::default()
+    }
+
+    /// An error handler that records into this collector.
+    pub(crate) fn handler(&self) -> impl Fn(NotificationError) + Send + Sync + 'static {
+        let failures = self.clone();
+        move |error| {
+            failures.lock().push(Failure {
+                error,
+                at: Instant::now(),
+            })
+        }
+    }
+
+    /// How many failures were recorded.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether none was recorded.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Takes the failures recorded so far.
+    pub(crate) fn take(&self) -> Vec<Failure> {
+        std::mem::take(&mut *self.lock())
+    }
+
+    /// Waits until at least `n` failures were recorded; false at `timeout`.
+    pub(crate) fn wait_for(&self, n: usize, timeout: Duration) -> bool {
+        wait_until(timeout, || self.len() >= n)
+    }
+
+    /// Panics, listing them, when any failure was recorded.
+    pub(crate) fn assert_none(&self) {
+        let failures = self.lock();
+        assert!(
+            failures.is_empty(),
+            "{} unexpected failures, first: {}",
+            failures.len(),
+            failures[0].error
+        );
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Failure>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
