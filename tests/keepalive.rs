@@ -190,3 +190,69 @@ fn response_body_is_read_and_the_connection_kept() {
     deliver_all(&server, 1, 20);
     assert_eq!(server.connections(), 1, "the connection was not reused");
 }
+
+/// Sends one message and waits for it to be delivered.
+fn deliver_one(client: &Client, i: usize) {
+    client.notify(msg(i)).expect("notify");
+    assert!(client.flush(LONG), "flush timed out");
+}
+
+#[test]
+fn idle_connections_are_closed_after_idle_timeout() {
+    let server = Server::no_content();
+    let client = Client::builder(&server.url())
+        .workers(1)
+        .idle_timeout(Duration::from_millis(100))
+        .build()
+        .expect("build");
+    client.start();
+    deliver_one(&client, 0);
+    assert!(
+        support::wait_until(LONG, || server.open_connections() == 0),
+        "the client kept its idle connection open"
+    );
+    deliver_one(&client, 1);
+    client.stop();
+    assert_eq!(
+        server.connections(),
+        2,
+        "the second message needed a new connection"
+    );
+}
+
+#[test]
+fn connections_within_idle_timeout_are_reused() {
+    let server = Server::no_content();
+    let client = Client::builder(&server.url())
+        .workers(1)
+        .idle_timeout(LONG)
+        .build()
+        .expect("build");
+    client.start();
+    deliver_one(&client, 0);
+    thread::sleep(Duration::from_millis(200));
+    deliver_one(&client, 1);
+    client.stop();
+    assert_eq!(server.connections(), 1);
+}
+
+#[test]
+fn keep_alive_timeout_hint_lowers_the_idle_timeout() {
+    // `timeout=1` leaves the client 1 − 1 = 0 s: it must not keep the
+    // connection at all, although its own idle timeout is long.
+    let server = Server::start(|_, _| {
+        Action::Reply(b"HTTP/1.1 204 No Content\r\nKeep-Alive: timeout=1\r\n\r\n".to_vec())
+    });
+    let client = Client::builder(&server.url())
+        .workers(1)
+        .idle_timeout(LONG)
+        .build()
+        .expect("build");
+    client.start();
+    for i in 0..3 {
+        deliver_one(&client, i);
+    }
+    client.stop();
+    assert_eq!(server.connections(), 3);
+    assert_each_id_once(&server.requests(), 3);
+}
