@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::client::Client;
-use crate::endpoint::Endpoint;
+use crate::conn::tls::TlsSetup;
+use crate::endpoint::{Endpoint, Scheme};
 use crate::error::{BuildError, NotificationError};
 use crate::proto::request::RequestEncoder;
 
@@ -26,6 +27,8 @@ pub(crate) type Handler = Arc<dyn Fn(NotificationError) + Send + Sync>;
 pub(crate) struct Config {
     pub(crate) endpoint: Endpoint,
     pub(crate) encoder: RequestEncoder,
+    /// Set for `https` endpoints.
+    pub(crate) tls: Option<TlsSetup>,
     pub(crate) workers: usize,
     pub(crate) queue_size: usize,
     pub(crate) threads: usize,
@@ -84,6 +87,7 @@ pub struct Builder {
     content_type: String,
     headers: Vec<(String, String)>,
     handler: Option<Handler>,
+    tls_config: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl fmt::Debug for Builder {
@@ -155,6 +159,7 @@ impl Builder {
             content_type: DEFAULT_CONTENT_TYPE.to_owned(),
             headers: Vec::new(),
             handler: None,
+            tls_config: None,
         }
     }
 
@@ -241,6 +246,20 @@ impl Builder {
         self
     }
 
+    /// The TLS configuration for an `https` endpoint: custom roots, client
+    /// certificates, protocol versions. It is used as given, so set its
+    /// `alpn_protocols` to `[b"http/1.1"]` yourself if the server wants
+    /// ALPN. Ignored for `http` endpoints.
+    ///
+    /// Without it the client uses rustls with the ring provider, the
+    /// Mozilla roots of `webpki-roots`, ALPN `http/1.1` and an in-memory
+    /// session cache. Certificate verification cannot be switched off
+    /// except by a configuration you build yourself.
+    pub fn tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Builder {
+        self.tls_config = Some(config);
+        self
+    }
+
     /// Validates the configuration and creates the client (not started).
     pub fn build(self) -> Result<Client, BuildError> {
         let endpoint = Endpoint::parse(&self.url)?;
@@ -264,11 +283,16 @@ impl Builder {
             &self.content_type,
             &self.headers,
         );
+        let tls = match endpoint.scheme {
+            Scheme::Http => None,
+            Scheme::Https => Some(TlsSetup::new(&endpoint, self.tls_config)?),
+        };
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let threads = self.threads.unwrap_or(cores).min(self.workers).max(1);
         Client::from_config(Config {
             endpoint,
             encoder,
+            tls,
             workers: self.workers,
             queue_size: self.queue_size,
             threads,

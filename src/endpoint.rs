@@ -10,6 +10,7 @@ use crate::error::BuildError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Scheme {
     Http,
+    Https,
 }
 
 /// The host part of the URL.
@@ -19,9 +20,9 @@ pub(crate) enum Host {
     Name(String),
 }
 
-/// A parsed `http://` endpoint.
+/// A parsed `http://` or `https://` endpoint.
 ///
-/// Accepted: `http://host[:port][/path][?query][#fragment]` where host is a
+/// Accepted: `http[s]://host[:port][/path][?query][#fragment]` where host is a
 /// name, an IPv4 address or a bracketed IPv6 address. The fragment is
 /// dropped (it is never sent), userinfo is rejected (credentials belong in
 /// a header), and non-ASCII, spaces and control bytes are rejected rather
@@ -55,11 +56,13 @@ impl Endpoint {
         }
         let (scheme, rest) = url
             .split_once("://")
-            .ok_or_else(|| invalid("missing scheme (expected http://)"))?;
+            .ok_or_else(|| invalid("missing scheme (expected http:// or https://)"))?;
         let scheme = if scheme.eq_ignore_ascii_case("http") {
             Scheme::Http
+        } else if scheme.eq_ignore_ascii_case("https") {
+            Scheme::Https
         } else if scheme.is_empty() {
-            return Err(invalid("missing scheme (expected http://)"));
+            return Err(invalid("missing scheme (expected http:// or https://)"));
         } else {
             return Err(BuildError::UnsupportedScheme(scheme.to_owned()));
         };
@@ -92,6 +95,7 @@ impl Endpoint {
         };
         let default_port = match scheme {
             Scheme::Http => 80,
+            Scheme::Https => 443,
         };
         let port = match port_text {
             None | Some("") => default_port,
@@ -237,7 +241,18 @@ mod tests {
     }
 
     #[test]
-    fn only_http_is_supported() {
+    fn https_defaults_to_port_443() {
+        let e = ok("https://example.com/x");
+        assert_eq!(
+            (e.scheme, e.port, e.authority.as_str()),
+            (Scheme::Https, 443, "example.com")
+        );
+        assert_eq!(ok("HTTPS://h:8443").port, 8443);
+        assert_eq!(ok("http://h").scheme, Scheme::Http);
+    }
+
+    #[test]
+    fn only_http_and_https_are_supported() {
         assert!(matches!(
             Endpoint::parse("ftp://h/"),
             Err(BuildError::UnsupportedScheme(s)) if s == "ftp"

@@ -16,11 +16,14 @@ pub enum BuildError {
     #[error("invalid endpoint URL: {0}")]
     InvalidUrl(String),
     /// The URL's scheme is neither `http` nor `https`.
-    #[error("unsupported URL scheme {0:?} (supported: http)")]
+    #[error("unsupported URL scheme {0:?} (supported: http, https)")]
     UnsupportedScheme(String),
     /// A header name or value, or the content type, cannot be sent.
     #[error("invalid header: {0}")]
     InvalidHeader(String),
+    /// The TLS configuration could not be built.
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
     /// The event-loop threads or their poll instances could not be created.
     #[error("cannot create the event loops: {0}")]
     Io(#[from] io::Error),
@@ -69,6 +72,10 @@ pub enum FailureKind {
     /// The TCP connection could not be opened (refused, unreachable, name
     /// resolution failed).
     Connect,
+    /// The TLS handshake failed: the server's certificate was not trusted or
+    /// not for this host, or the server refused the handshake. Not
+    /// retryable: trying again meets the same certificate.
+    Tls,
     /// The attempt did not finish within the client's `timeout`.
     Timeout,
     /// The connection failed while the request was written or before any
@@ -88,6 +95,7 @@ impl FailureKind {
     fn describe(self) -> &'static str {
         match self {
             FailureKind::Connect => "cannot connect",
+            FailureKind::Tls => "TLS handshake failed",
             FailureKind::Timeout => "timed out",
             FailureKind::Io => "connection failed",
             FailureKind::Protocol => "invalid response",
@@ -147,6 +155,7 @@ pub enum ProtocolError {
 pub(crate) enum Cause {
     None,
     Io(io::Error),
+    Tls(rustls::Error),
     Protocol(ProtocolError),
 }
 
@@ -199,8 +208,8 @@ impl NotificationError {
     }
 
     /// Whether trying again could succeed: connection, I/O, timeout and
-    /// protocol failures and 5xx answers are retryable; other statuses and
-    /// shutdown are not.
+    /// protocol failures and 5xx answers are retryable; TLS failures, other
+    /// statuses and shutdown are not.
     pub fn is_retryable(&self) -> bool {
         match self.kind {
             FailureKind::Connect
@@ -208,7 +217,7 @@ impl NotificationError {
             | FailureKind::Timeout
             | FailureKind::Protocol => true,
             FailureKind::Status => matches!(self.status, Some(500..=599)),
-            FailureKind::Shutdown => false,
+            FailureKind::Tls | FailureKind::Shutdown => false,
         }
     }
 
@@ -227,6 +236,7 @@ impl fmt::Display for NotificationError {
         match &self.cause {
             Cause::None => {}
             Cause::Io(e) => write!(f, ": {e}")?,
+            Cause::Tls(e) => write!(f, ": {e}")?,
             Cause::Protocol(e) => write!(f, ": {e}")?,
         }
         write!(
@@ -243,6 +253,7 @@ impl std::error::Error for NotificationError {
         match &self.cause {
             Cause::None => None,
             Cause::Io(e) => Some(e),
+            Cause::Tls(e) => Some(e),
             Cause::Protocol(e) => Some(e),
         }
     }

@@ -40,6 +40,7 @@
 
 mod builder;
 mod client;
+mod conn;
 mod endpoint;
 mod error;
 mod message;

@@ -1,6 +1,7 @@
 //! One connection slot: at most one keep-alive connection and one request
-//! at a time. The state machine runs Closed → Connecting → Writing →
-//! Receiving → Idle (or Closed), driven by socket readiness and deadlines.
+//! at a time. The state machine runs Closed → Connecting → Handshaking
+//! (TLS) → Writing → Receiving → Idle (or Closed), driven by socket
+//! readiness and deadlines.
 //!
 //! Sockets are registered for both READABLE and WRITABLE once, when they
 //! are opened, and never re-registered: mio is edge-triggered, so a slot
@@ -8,7 +9,7 @@
 //! `WouldBlock`. Spurious events (a token reused by a new connection, an
 //! event for both directions) cost one failed syscall at most.
 
-use std::io::{self, IoSlice, Read, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use crate::builder::Config;
+use crate::conn::{Conn, ConnError};
 use crate::error::{Cause, FailureKind, ProtocolError};
 use crate::message::Message;
 use crate::proto::response::{ResponseDecoder, Step, MAX_HEAD};
@@ -72,6 +74,8 @@ enum Phase {
     Closed,
     /// Non-blocking connect under way to `addrs[next_addr - 1]`.
     Connecting,
+    /// TLS handshake under way (passed at once over plain TCP).
+    Handshaking,
     /// Writing the request; `written` bytes of it are taken.
     Writing,
     /// Reading the response. With a job: waiting for the head. Without
@@ -87,7 +91,7 @@ enum Phase {
 pub(crate) struct Slot {
     token: Token,
     phase: Phase,
-    stream: Option<TcpStream>,
+    conn: Option<Conn>,
     job: Option<Job>,
     /// Attempt deadline while a request is under way; idle expiry while idle.
     deadline: Option<Instant>,
@@ -98,6 +102,9 @@ pub(crate) struct Slot {
     read_closed: bool,
     idle_limit: Duration,
     written: usize,
+    /// `conn.sent()` when the request began: unchanged while the kernel
+    /// has taken no byte of it.
+    sent_before: u64,
     decoder: ResponseDecoder,
     buf: Vec<u8>,
     start: usize,
@@ -119,13 +126,14 @@ impl Slot {
         Slot {
             token,
             phase: Phase::Closed,
-            stream: None,
+            conn: None,
             job: None,
             deadline: None,
             reused: false,
             read_closed: false,
             idle_limit: Duration::ZERO,
             written: 0,
+            sent_before: 0,
             decoder: ResponseDecoder::default(),
             buf: vec![0; INITIAL_BUFFER],
             start: 0,
@@ -192,10 +200,8 @@ impl Slot {
 
     /// Closes the connection, if any.
     pub(crate) fn close(&mut self, registry: &Registry) {
-        if let Some(mut stream) = self.stream.take() {
-            // Closing the socket removes it from the poll set anyway; an
-            // error here changes nothing.
-            let _: io::Result<()> = registry.deregister(&mut stream);
+        if let Some(conn) = self.conn.take() {
+            conn.close(registry);
         }
         self.phase = Phase::Closed;
         self.read_closed = false;
@@ -214,6 +220,7 @@ impl Slot {
     fn begin_request(&mut self) {
         self.phase = Phase::Writing;
         self.written = 0;
+        self.sent_before = self.conn.as_ref().map_or(0, Conn::sent);
         self.decoder = ResponseDecoder::default();
     }
 
@@ -245,14 +252,23 @@ impl Slot {
                     )
                     .map(|()| stream)
             });
-            match opened {
-                Ok(stream) => {
-                    self.stream = Some(stream);
-                    self.phase = Phase::Connecting;
-                    return None;
+            let stream = match opened {
+                Ok(stream) => stream,
+                Err(e) => {
+                    last = Some(e);
+                    continue;
                 }
-                Err(e) => last = Some(e),
-            }
+            };
+            let conn = match &ctx.config.tls {
+                None => Conn::plain(stream),
+                Some(tls) => match Conn::tls(stream, tls.config.clone(), tls.name.clone()) {
+                    Ok(conn) => conn,
+                    Err(e) => return self.end_job(fail(FailureKind::Tls, None, Cause::Tls(e))),
+                },
+            };
+            self.conn = Some(conn);
+            self.phase = Phase::Connecting;
+            return None;
         }
         let e = last.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"));
         self.end_job(fail(FailureKind::Connect, None, Cause::Io(e)))
@@ -262,9 +278,9 @@ impl Slot {
     /// no byte of this request, the server closed it while it sat idle:
     /// send again on a fresh connection without counting an attempt.
     fn write_failed(&mut self, ctx: &Ctx<'_>, e: io::Error) -> Option<Finished> {
-        let resend = self.written == 0
-            && self.reused
-            && self.job.as_ref().is_some_and(|j| j.resends < MAX_RESENDS);
+        let untouched = self.conn.as_ref().map_or(0, Conn::sent) == self.sent_before;
+        let resend =
+            untouched && self.reused && self.job.as_ref().is_some_and(|j| j.resends < MAX_RESENDS);
         self.close(ctx.registry);
         if resend {
             if let Some(job) = self.job.as_mut() {
@@ -277,10 +293,11 @@ impl Slot {
 
     fn progress(&mut self, ctx: &Ctx<'_>, now: Instant) -> Option<Finished> {
         loop {
-            let stream = self.stream.as_mut()?;
+            let conn = self.conn.as_mut()?;
             match self.phase {
                 Phase::Closed => return None,
                 Phase::Connecting => {
+                    let stream = conn.stream();
                     match stream.take_error() {
                         Ok(None) => {}
                         Ok(Some(e)) | Err(e) => return self.connect_next(ctx, Some(e)),
@@ -293,8 +310,20 @@ impl Slot {
                     // Small requests must not wait for Nagle's algorithm; a
                     // failure here only costs latency.
                     let _: io::Result<()> = stream.set_nodelay(true);
-                    self.begin_request();
+                    self.phase = Phase::Handshaking;
                 }
+                Phase::Handshaking => match conn.handshake() {
+                    Ok(true) => self.begin_request(),
+                    Ok(false) => return None,
+                    Err(e) => {
+                        self.close(ctx.registry);
+                        let result = match e {
+                            ConnError::Tls(e) => fail(FailureKind::Tls, None, Cause::Tls(e)),
+                            ConnError::Io(e) => fail(FailureKind::Io, None, Cause::Io(e)),
+                        };
+                        return self.end_job(result);
+                    }
+                },
                 Phase::Writing => {
                     let Some(job) = self.job.as_ref() else {
                         self.close(ctx.registry);
@@ -302,39 +331,41 @@ impl Slot {
                     };
                     let head = ctx.config.encoder.head(job.msg.len());
                     let request = head.with_body(&job.msg);
-                    let mut slices = [IoSlice::new(&[]); 3];
-                    let n = request.slices_from(self.written, &mut slices);
-                    match stream.write_vectored(&slices[..n]) {
-                        Ok(0) => return self.write_failed(ctx, io::ErrorKind::WriteZero.into()),
-                        Ok(k) => {
-                            self.written += k;
-                            if self.written == request.len() {
-                                // The response cannot be there yet: wait for
-                                // its readable event instead of a read that
-                                // would block.
-                                self.phase = Phase::Receiving;
-                                return None;
+                    if self.written < request.len() {
+                        match conn.write(&request, self.written) {
+                            Ok(0) => {
+                                return self.write_failed(ctx, io::ErrorKind::WriteZero.into())
                             }
+                            Ok(k) => self.written += k,
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(e) => return self.write_failed(ctx, e),
                         }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        continue;
+                    }
+                    match conn.flush() {
+                        // The response cannot be there yet: wait for its
+                        // readable event instead of a read that would block.
+                        Ok(true) => {
+                            self.phase = Phase::Receiving;
+                            return None;
+                        }
+                        Ok(false) => return None,
                         Err(e) => return self.write_failed(ctx, e),
                     }
                 }
                 Phase::Receiving => return self.receive(ctx, now),
-                Phase::Idle => {
-                    match stream.read(&mut self.buf) {
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        // EOF, an error, or bytes nobody asked for: the
-                        // connection cannot carry another request.
-                        _ => {
-                            self.close(ctx.registry);
-                            self.deadline = None;
-                            return None;
-                        }
+                Phase::Idle => match conn.read(&mut self.buf) {
+                    Err(ConnError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                    Err(ConnError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                    // EOF, close_notify, an error, or bytes nobody asked
+                    // for: the connection cannot carry another request.
+                    _ => {
+                        self.close(ctx.registry);
+                        self.deadline = None;
+                        return None;
                     }
-                }
+                },
             }
         }
     }
@@ -352,25 +383,35 @@ impl Slot {
                 self.close(ctx.registry);
                 return finished.or_else(|| self.end_job(result));
             }
-            let Some(stream) = self.stream.as_mut() else {
+            let Some(conn) = self.conn.as_mut() else {
                 return finished;
             };
-            let n = match stream.read(&mut self.buf[self.end..]) {
+            let short_read_drains = conn.short_read_drains();
+            let n = match conn.read(&mut self.buf[self.end..]) {
                 Ok(0) => {
                     let at_eof = self.eof(ctx);
                     return finished.or(at_eof);
                 }
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return finished,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(ConnError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return finished,
+                Err(ConnError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // A TLS stream cut without close_notify ends like an EOF:
+                // what it cut short is not complete, whatever it claims.
+                Err(ConnError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    let at_eof = self.eof(ctx);
+                    return finished.or(at_eof);
+                }
                 Err(e) => {
                     self.close(ctx.registry);
-                    return finished
-                        .or_else(|| self.end_job(fail(FailureKind::Io, None, Cause::Io(e))));
+                    let cause = match e {
+                        ConnError::Io(e) => Cause::Io(e),
+                        ConnError::Tls(e) => Cause::Tls(e),
+                    };
+                    return finished.or_else(|| self.end_job(fail(FailureKind::Io, None, cause)));
                 }
             };
             self.end += n;
-            let drained = self.end < self.buf.len();
+            let drained = short_read_drains && self.end < self.buf.len();
             loop {
                 match self.decoder.decode(&self.buf[self.start..self.end]) {
                     Err(e) => {

@@ -1,0 +1,201 @@
+//! The byte pipe under the HTTP codec: a TCP stream, plain or wrapped in a
+//! rustls client session. The slot's state machine talks to a [`Conn`] the
+//! same way for both; TLS records, handshakes and `close_notify` stay in
+//! here, driven without ever blocking.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::sync::Arc;
+
+use mio::net::TcpStream;
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection};
+
+use crate::proto::request::RequestBytes;
+
+pub(crate) mod tls;
+
+/// Why the pipe failed.
+#[derive(Debug)]
+pub(crate) enum ConnError {
+    Io(io::Error),
+    Tls(rustls::Error),
+}
+
+impl From<io::Error> for ConnError {
+    fn from(e: io::Error) -> Self {
+        ConnError::Io(e)
+    }
+}
+
+/// One connection: the socket and, for `https`, its TLS session.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    stream: TcpStream,
+    tls: Option<Box<ClientConnection>>,
+    /// Bytes the kernel took from this connection so far.
+    sent: u64,
+}
+
+fn would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+}
+
+impl Conn {
+    pub(crate) fn plain(stream: TcpStream) -> Conn {
+        Conn {
+            stream,
+            tls: None,
+            sent: 0,
+        }
+    }
+
+    pub(crate) fn tls(
+        stream: TcpStream,
+        config: Arc<ClientConfig>,
+        name: ServerName<'static>,
+    ) -> Result<Conn, rustls::Error> {
+        Ok(Conn {
+            stream,
+            tls: Some(Box::new(ClientConnection::new(config, name)?)),
+            sent: 0,
+        })
+    }
+
+    pub(crate) fn stream(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+
+    /// Whether a read returning less than asked proves the socket drained
+    /// (true for plain TCP; TLS may hold decrypted bytes back).
+    pub(crate) fn short_read_drains(&self) -> bool {
+        self.tls.is_none()
+    }
+
+    /// Bytes the kernel took from this connection so far.
+    pub(crate) fn sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// Drives the TLS handshake as far as the socket allows. `Ok(true)`
+    /// once it is complete (at once for plain TCP).
+    pub(crate) fn handshake(&mut self) -> Result<bool, ConnError> {
+        let Some(tls) = self.tls.as_deref_mut() else {
+            return Ok(true);
+        };
+        loop {
+            while tls.wants_write() {
+                match tls.write_tls(&mut self.stream) {
+                    Ok(n) => self.sent += n as u64,
+                    Err(e) if would_block(&e) => return Ok(false),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if !tls.is_handshaking() {
+                return Ok(true);
+            }
+            match tls.read_tls(&mut self.stream) {
+                Ok(0) => {
+                    return Err(ConnError::Io(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "connection closed during the TLS handshake",
+                    )))
+                }
+                Ok(_) => process(tls, &mut self.stream)?,
+                Err(e) if would_block(&e) => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Hands request bytes from `offset` on to the connection; returns how
+    /// many it took. Over TLS they are encrypted into rustls's buffer and
+    /// flushed as far as the socket allows; see [`Conn::flush`].
+    pub(crate) fn write(&mut self, request: &RequestBytes<'_>, offset: usize) -> io::Result<usize> {
+        let mut slices = [IoSlice::new(&[]); 3];
+        let n = request.slices_from(offset, &mut slices);
+        match self.tls.as_deref_mut() {
+            None => {
+                let k = self.stream.write_vectored(&slices[..n])?;
+                self.sent += k as u64;
+                Ok(k)
+            }
+            Some(tls) => {
+                let k = tls.writer().write_vectored(&slices[..n])?;
+                self.flush()?;
+                Ok(k)
+            }
+        }
+    }
+
+    /// Writes pending TLS records. `Ok(true)` when nothing is left.
+    pub(crate) fn flush(&mut self) -> io::Result<bool> {
+        let Some(tls) = self.tls.as_deref_mut() else {
+            return Ok(true);
+        };
+        while tls.wants_write() {
+            match tls.write_tls(&mut self.stream) {
+                Ok(n) => self.sent += n as u64,
+                Err(e) if would_block(&e) => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Reads response bytes. `Ok(0)` is the end of the stream: a TCP EOF,
+    /// or a TLS `close_notify`. A TLS stream cut without `close_notify`
+    /// fails with `UnexpectedEof`. `WouldBlock` when nothing is there.
+    pub(crate) fn read(&mut self, buf: &mut [u8]) -> Result<usize, ConnError> {
+        let Some(tls) = self.tls.as_deref_mut() else {
+            return Ok(self.stream.read(buf)?);
+        };
+        loop {
+            match tls.reader().read(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if would_block(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
+            match tls.read_tls(&mut self.stream) {
+                // The reader reports the end on the next turn: `Ok(0)` after
+                // a close_notify, `UnexpectedEof` without one.
+                Ok(_) => process(tls, &mut self.stream)?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Closes the connection, sending a TLS `close_notify` when the socket
+    /// takes it without waiting.
+    pub(crate) fn close(mut self, registry: &mio::Registry) {
+        if let Some(tls) = self.tls.as_deref_mut() {
+            tls.send_close_notify();
+            // Best effort: a full socket or a dead peer loses the alert,
+            // which only tells the server what the FIN tells it anyway.
+            let _: io::Result<usize> = tls.write_tls(&mut self.stream);
+        }
+        // Closing the socket removes it from the poll set anyway.
+        let _: io::Result<()> = registry.deregister(&mut self.stream);
+    }
+}
+
+/// Decrypts what `read_tls` brought; on a TLS error sends the alert rustls
+/// queued for the peer, best effort.
+fn process(tls: &mut ClientConnection, stream: &mut TcpStream) -> Result<(), ConnError> {
+    match tls.process_new_packets() {
+        Ok(_) => {
+            if tls.wants_write() {
+                // Post-handshake messages (key updates): flushed now or with
+                // the next request.
+                let _: io::Result<usize> = tls.write_tls(stream);
+            }
+            Ok(())
+        }
+        Err(e) => {
+            let _: io::Result<usize> = tls.write_tls(stream);
+            Err(ConnError::Tls(e))
+        }
+    }
+}
