@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release --example loopback
 //! cargo run --release --example loopback -- --messages 200000 --producers 4 --size 1024
+//! cargo run --release --example loopback -- --tls
 //! ```
 //!
 //! The example starts a small HTTP/1.1 server on `127.0.0.1:<ephemeral>` that
@@ -10,6 +11,12 @@
 //! has `--producers` threads push `--messages` notifications of `--size`
 //! bytes through [`Client::notify`] as fast as the client accepts them. When
 //! the queue is full a producer takes its message back and tries again.
+//!
+//! With `--tls` the sink serves HTTPS instead, with a certificate made at
+//! start: a throwaway CA signs a leaf for `localhost` and `127.0.0.1`, and
+//! the client is given a [`rustls::ClientConfig`] that trusts that CA only.
+//! The sink offers TLS 1.2 and 1.3, ALPN `http/1.1`, session tickets and a
+//! session cache, so reconnections can resume.
 //!
 //! While it runs it prints a progress line on stderr every second. At the end
 //! it prints a summary on stdout (throughput, `notify()` latency percentiles,
@@ -20,8 +27,10 @@
 //! The sink shares the machine's cores with the client, so it is kept cheap:
 //! a thread per connection, blocking reads into one reusable buffer,
 //! `httparse` for the request head, responses written from a reusable buffer,
-//! no allocation per request.
+//! no allocation per request. Over TLS the same loop reads and writes
+//! through a `rustls::StreamOwned`.
 
+use std::error::Error;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::ExitCode;
@@ -32,6 +41,12 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use notifier::{Client, Message, NotificationError, NotifyError};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
+};
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::{ClientConfig, RootCertStore, ServerConfig, ServerConnection, StreamOwned};
 
 const USAGE: &str = "\
 usage: loopback [OPTIONS]
@@ -46,6 +61,7 @@ options:
   --workers W     client connection slots               (default 10)
   --queue Q       client queue size                     (default 1000)
   --threads T     client event-loop threads             (default: the library's)
+  --tls           serve and send HTTPS, with a certificate made at start
   -h, --help      print this help";
 
 /// How often the progress line is printed.
@@ -81,8 +97,14 @@ fn main() -> ExitCode {
 
 /// Runs the test; `Ok(false)` when a check failed, `Err` when it could not run.
 fn run(config: &Config) -> Result<bool, String> {
-    let sink = Sink::start(config.messages).map_err(|e| format!("cannot start the sink: {e}"))?;
-    let url = format!("http://{}/notify", sink.addr);
+    let tls = config
+        .tls
+        .then(TlsConfigs::generate)
+        .transpose()
+        .map_err(|e| format!("cannot set up TLS: {e}"))?;
+    let sink = Sink::start(config.messages, tls.as_ref().map(|t| Arc::clone(&t.server)))
+        .map_err(|e| format!("cannot start the sink: {e}"))?;
+    let url = format!("{}://{}/notify", sink.scheme(), sink.addr);
 
     // Count failed notifications; print the first few in full.
     let handler_failures = Arc::new(AtomicU64::new(0));
@@ -105,6 +127,9 @@ fn run(config: &Config) -> Result<bool, String> {
     if let Some(threads) = config.threads {
         builder = builder.threads(threads);
     }
+    if let Some(tls) = &tls {
+        builder = builder.tls_config(Arc::clone(&tls.client));
+    }
     let client = Arc::new(
         builder
             .build()
@@ -113,7 +138,7 @@ fn run(config: &Config) -> Result<bool, String> {
     client.start();
 
     println!(
-        "loopback: {} messages x {} B, {} producer(s), {} workers, queue {}, threads {}, sink {}",
+        "loopback: {} messages x {} B, {} producer(s), {} workers, queue {}, threads {}, sink {url}",
         config.messages,
         config.size,
         config.producers,
@@ -122,7 +147,6 @@ fn run(config: &Config) -> Result<bool, String> {
         config
             .threads
             .map_or_else(|| "default".to_owned(), |t| t.to_string()),
-        sink.addr,
     );
 
     // The producers and this thread meet at the barrier, so the clock starts
@@ -283,7 +307,10 @@ fn run(config: &Config) -> Result<bool, String> {
     }
 
     if problems.is_empty() {
-        println!("OK: all {n} messages delivered, each received once by the sink");
+        println!(
+            "OK: all {n} messages delivered over {}, each received once by the sink",
+            sink.scheme()
+        );
         Ok(true)
     } else {
         for problem in &problems {
@@ -306,6 +333,7 @@ struct Config {
     workers: usize,
     queue: usize,
     threads: Option<usize>,
+    tls: bool,
 }
 
 impl Config {
@@ -320,6 +348,7 @@ impl Config {
             workers: 10,
             queue: 1000,
             threads: None,
+            tls: false,
         };
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -343,6 +372,8 @@ impl Config {
                 "--workers" => config.workers = parse_number(&flag, &value()?, 1)?,
                 "--queue" => config.queue = parse_number(&flag, &value()?, 1)?,
                 "--threads" => config.threads = Some(parse_number(&flag, &value()?, 1)?),
+                "--tls" if inline_value.is_none() => config.tls = true,
+                "--tls" => return Err(format!("{flag} takes no value")),
                 _ => return Err(format!("unknown argument {flag:?}")),
             }
         }
@@ -610,21 +641,37 @@ struct SinkReport {
 /// process.
 struct Sink {
     addr: SocketAddr,
+    tls: bool,
     counters: Arc<SinkCounters>,
 }
 
 impl Sink {
-    /// Listens on an ephemeral loopback port and accepts in the background;
-    /// `expected` sizes the table of sequence numbers.
-    fn start(expected: u64) -> io::Result<Sink> {
+    /// Listens on an ephemeral loopback port and accepts in the background,
+    /// serving TLS with `tls` when given; `expected` sizes the table of
+    /// sequence numbers.
+    fn start(expected: u64, tls: Option<Arc<ServerConfig>>) -> io::Result<Sink> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let counters = Arc::new(SinkCounters::new(expected));
         let shared = Arc::clone(&counters);
+        let secure = tls.is_some();
         thread::Builder::new()
             .name("sink-accept".to_owned())
-            .spawn(move || accept_loop(&listener, &shared))?;
-        Ok(Sink { addr, counters })
+            .spawn(move || accept_loop(&listener, tls.as_ref(), &shared))?;
+        Ok(Sink {
+            addr,
+            tls: secure,
+            counters,
+        })
+    }
+
+    /// The URL scheme the sink serves.
+    fn scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     fn report(&self) -> SinkReport {
@@ -640,7 +687,11 @@ impl Sink {
     }
 }
 
-fn accept_loop(listener: &TcpListener, counters: &Arc<SinkCounters>) {
+fn accept_loop(
+    listener: &TcpListener,
+    tls: Option<&Arc<ServerConfig>>,
+    counters: &Arc<SinkCounters>,
+) {
     for stream in listener.incoming() {
         let stream = match stream {
             Ok(stream) => stream,
@@ -651,10 +702,11 @@ fn accept_loop(listener: &TcpListener, counters: &Arc<SinkCounters>) {
         };
         let id = counters.connections.fetch_add(1, Ordering::Relaxed);
         let counters = Arc::clone(counters);
+        let tls = tls.cloned();
         let spawned = thread::Builder::new()
             .name(format!("sink-conn-{id}"))
             .spawn(move || {
-                if let Err(e) = serve(stream, &counters) {
+                if let Err(e) = serve_connection(stream, tls, &counters) {
                     // Resets happen when the client drops a connection; anything
                     // else is worth seeing.
                     if e.kind() != io::ErrorKind::ConnectionReset {
@@ -723,12 +775,31 @@ fn parse_head(buf: &[u8]) -> Result<Option<RequestHead>, &'static [u8]> {
     }))
 }
 
+/// The sink's end of a TLS connection.
+type TlsStream = StreamOwned<ServerConnection, TcpStream>;
+
+/// Serves one accepted connection, over TLS when `tls` is given (the
+/// handshake happens on the first read).
+fn serve_connection(
+    stream: TcpStream,
+    tls: Option<Arc<ServerConfig>>,
+    counters: &SinkCounters,
+) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    match tls {
+        None => serve(stream, counters),
+        Some(config) => {
+            let conn = ServerConnection::new(config).map_err(io::Error::other)?;
+            serve(TlsStream::new(conn, stream), counters)
+        }
+    }
+}
+
 /// Serves one keep-alive connection until the peer closes it.
 ///
 /// Bytes accumulate in `buf[start..end]`; every complete request in it is
 /// answered, all answers of one read going out in one write.
-fn serve(mut stream: TcpStream, counters: &SinkCounters) -> io::Result<()> {
-    stream.set_nodelay(true)?;
+fn serve(mut stream: impl Read + Write, counters: &SinkCounters) -> io::Result<()> {
     let mut buf = vec![0u8; READ_BUFFER];
     let mut out: Vec<u8> = Vec::with_capacity(RESPONSE_204.len() * 16);
     let (mut start, mut end) = (0usize, 0usize);
@@ -748,7 +819,7 @@ fn serve(mut stream: TcpStream, counters: &SinkCounters) -> io::Result<()> {
             } else {
                 // A request head that fills the whole buffer is not one we serve.
                 stream.write_all(RESPONSE_431)?;
-                return Ok(());
+                return stream.flush();
             }
         }
         let read = stream.read(&mut buf[end..])?;
@@ -799,10 +870,74 @@ fn serve(mut stream: TcpStream, counters: &SinkCounters) -> io::Result<()> {
         }
         if !out.is_empty() {
             stream.write_all(&out)?;
+            stream.flush()?;
             out.clear();
         }
         if close {
             return Ok(());
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// TLS
+// ---------------------------------------------------------------------------
+
+/// The ALPN protocol both ends agree on.
+const HTTP_1_1: &[u8] = b"http/1.1";
+
+/// The sink's TLS configuration and a client configuration that trusts it.
+struct TlsConfigs {
+    server: Arc<ServerConfig>,
+    client: Arc<ClientConfig>,
+}
+
+impl TlsConfigs {
+    /// Makes a throwaway CA and a leaf certificate it signs for `localhost`
+    /// and `127.0.0.1`; both configurations use the ring provider, the safe
+    /// default protocol versions (TLS 1.2 and 1.3) and ALPN `http/1.1`.
+    fn generate() -> Result<TlsConfigs, Box<dyn Error>> {
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "notifier loopback CA");
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+        let ca_key = KeyPair::generate()?;
+        let ca = ca_params.self_signed(&ca_key)?;
+
+        let mut leaf_params = CertificateParams::new(["localhost", "127.0.0.1"].map(String::from))?;
+        leaf_params
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
+        leaf_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let leaf_key = KeyPair::generate()?;
+        let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key)?;
+
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+
+        let leaf_key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
+        // The builder's default session storage is an in-memory cache; the
+        // ticketer adds stateless resumption.
+        let mut server = ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(vec![leaf.der().clone()], leaf_key)?;
+        server.alpn_protocols = vec![HTTP_1_1.to_vec()];
+        server.ticketer = rustls::crypto::ring::Ticketer::new()?;
+
+        let mut roots = RootCertStore::empty();
+        roots.add(ca.der().clone())?;
+        let mut client = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        client.alpn_protocols = vec![HTTP_1_1.to_vec()];
+
+        Ok(TlsConfigs {
+            server: Arc::new(server),
+            client: Arc::new(client),
+        })
     }
 }
