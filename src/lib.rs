@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! caller threads ──notify()──► ArrayQueue<Message> (bounded) ──► event-loop thread 1 (mio Poll)
-//!                   │  atomic in-system counter                  ├─ connection slot 1 ─ keep-alive TCP
+//!                   │  atomic in-system counter                  ├─ connection slot 1 ─ keep-alive TCP/TLS
 //!                   │  (backpressure: QueueFull)                 ├─ connection slot 2
 //!                   └─ wakes a parked loop (mio::Waker) only     └─ timers: request deadlines, idle expiry
 //!                      when one is parked                     ► event-loop thread 2 …
@@ -34,9 +34,20 @@
 //!
 //! # In scope / out of scope
 //!
-//! In: HTTP/1.1 POST to one `http://` endpoint, keep-alive, per-attempt
-//! deadlines, bounded memory. Out: HTTP/2, streaming bodies, many URLs,
-//! cookies, redirects, proxies.
+//! In: HTTP/1.1 POST to one `http://` or `https://` endpoint (rustls),
+//! keep-alive, per-attempt deadlines, bounded memory. Out: HTTP/2,
+//! streaming bodies, many URLs, cookies, redirects, proxies.
+//!
+//! # TLS
+//!
+//! `https://` endpoints use rustls with the ring provider and the Mozilla
+//! roots of `webpki-roots`, SNI from the host, ALPN `http/1.1`, and a
+//! session cache shared by the client's connections so reconnects resume.
+//! IP-address hosts are verified against the certificate's IP SANs. A
+//! certificate or handshake failure is [`FailureKind::Tls`] and not
+//! retried. [`Builder::tls_config`] replaces the whole configuration
+//! (custom roots, client certificates); there is no switch that turns
+//! verification off.
 
 mod builder;
 mod client;
@@ -44,9 +55,11 @@ mod conn;
 mod endpoint;
 mod error;
 mod message;
+mod policy;
 mod proto;
 mod runtime;
 mod stats;
+mod sync;
 
 pub use builder::{
     Builder, DEFAULT_CONTENT_TYPE, DEFAULT_IDLE_TIMEOUT, DEFAULT_QUEUE_SIZE, DEFAULT_TIMEOUT,
@@ -55,4 +68,7 @@ pub use builder::{
 pub use client::Client;
 pub use error::{BuildError, FailureKind, NotificationError, NotifyError, ProtocolError};
 pub use message::Message;
+#[doc(hidden)]
+pub use policy::__bench;
+pub use policy::{CircuitBreakerConfig, CircuitState, RetryConfig};
 pub use stats::Stats;
