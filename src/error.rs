@@ -73,7 +73,8 @@ pub enum FailureKind {
     /// resolution failed).
     Connect,
     /// The TLS handshake failed: the server's certificate was not trusted or
-    /// not for this host, or the server refused the handshake. Not
+    /// not for this host, or the server rejected the handshake with an
+    /// alert. A connection cut during the handshake is [`FailureKind::Io`]. Not
     /// retryable: trying again meets the same certificate.
     Tls,
     /// The attempt did not finish within the client's `timeout`.

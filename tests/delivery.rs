@@ -9,7 +9,7 @@ use std::thread;
 use std::time::Duration;
 
 use notifier::Client;
-use support::{assert_each_id_once, msg, notify_retrying, Failures, Request, Server};
+use support::{assert_all_delivered, notify_all, send_all, started, Request, Server};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -31,26 +31,13 @@ fn assert_request_head(request: &Request, server: &Server, target: &str, content
 fn ten_thousand_messages_arrive_once_as_well_formed_posts() {
     const N: usize = 10_000;
     let server = Server::no_content();
-    let failures = Failures::new();
-    let client = Client::builder(&server.url_with("/hooks/ingest?token=abc&x=1"))
-        .header("X-Api-Key", "secret-1")
-        .error_handler(failures.handler())
-        .build()
-        .expect("build");
-    client.start();
-    for i in 0..N {
-        notify_retrying(&client, msg(i));
-    }
-    client.stop();
-
-    failures.assert_none();
-    let stats = client.stats();
-    assert_eq!(stats.accepted, N as u64);
-    assert_eq!(stats.delivered, N as u64);
-    assert_eq!(stats.failed, 0);
-    let requests = server.requests();
-    assert_each_id_once(&requests, N);
-    for request in &requests {
+    send_all(
+        &server,
+        Client::builder(&server.url_with("/hooks/ingest?token=abc&x=1"))
+            .header("X-Api-Key", "secret-1"),
+        N,
+    );
+    for request in &server.requests() {
         assert_request_head(
             request,
             &server,
@@ -66,24 +53,15 @@ fn ten_thousand_messages_arrive_once_as_well_formed_posts() {
 fn custom_content_type_and_headers_are_sent() {
     const N: usize = 200;
     let server = Server::no_content();
-    let failures = Failures::new();
-    let client = Client::builder(&server.url())
-        .content_type("application/json")
-        .header("X-One", "1")
-        .header("x-two", "two words")
-        .error_handler(failures.handler())
-        .build()
-        .expect("build");
-    client.start();
-    for i in 0..N {
-        notify_retrying(&client, msg(i));
-    }
-    client.stop();
-
-    failures.assert_none();
-    let requests = server.requests();
-    assert_each_id_once(&requests, N);
-    for request in &requests {
+    send_all(
+        &server,
+        Client::builder(&server.url())
+            .content_type("application/json")
+            .header("X-One", "1")
+            .header("x-two", "two words"),
+        N,
+    );
+    for request in &server.requests() {
         assert_request_head(request, &server, "/notify", "application/json");
         assert_eq!(request.header("X-One"), Some("1"));
         assert_eq!(request.header("X-Two"), Some("two words"));
@@ -93,13 +71,7 @@ fn custom_content_type_and_headers_are_sent() {
 #[test]
 fn empty_and_binary_bodies_are_sent_as_is() {
     let server = Server::no_content();
-    let failures = Failures::new();
-    let client = Client::builder(&server.url())
-        .workers(1)
-        .error_handler(failures.handler())
-        .build()
-        .expect("build");
-    client.start();
+    let (client, failures) = started(Client::builder(&server.url()).workers(1));
     let binary: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
     client.notify(Vec::new()).expect("notify empty");
     client.notify(binary.clone()).expect("notify binary");
@@ -124,20 +96,7 @@ fn empty_and_binary_bodies_are_sent_as_is() {
 fn one_worker_uses_one_connection() {
     const N: usize = 1_000;
     let server = Server::no_content();
-    let failures = Failures::new();
-    let client = Client::builder(&server.url())
-        .workers(1)
-        .error_handler(failures.handler())
-        .build()
-        .expect("build");
-    client.start();
-    for i in 0..N {
-        notify_retrying(&client, msg(i));
-    }
-    client.stop();
-
-    failures.assert_none();
-    assert_each_id_once(&server.requests(), N);
+    send_all(&server, Client::builder(&server.url()).workers(1), N);
     assert_eq!(server.connections(), 1);
 }
 
@@ -145,21 +104,11 @@ fn one_worker_uses_one_connection() {
 fn never_more_connections_than_workers() {
     const N: usize = 2_000;
     let server = Server::no_content();
-    let failures = Failures::new();
-    let client = Client::builder(&server.url())
-        .workers(3)
-        .queue_size(100)
-        .error_handler(failures.handler())
-        .build()
-        .expect("build");
-    client.start();
-    for i in 0..N {
-        notify_retrying(&client, msg(i));
-    }
-    client.stop();
-
-    failures.assert_none();
-    assert_each_id_once(&server.requests(), N);
+    send_all(
+        &server,
+        Client::builder(&server.url()).workers(3).queue_size(100),
+        N,
+    );
     assert!(
         server.max_open_connections() <= 3,
         "{} connections open at once with 3 workers",
@@ -177,25 +126,17 @@ fn eight_producers_share_one_client() {
     const PRODUCERS: usize = 8;
     const EACH: usize = 2_000;
     let server = Server::no_content();
-    let failures = Failures::new();
-    let client = Arc::new(
+    let (client, failures) = started(
         Client::builder(&server.url())
             .workers(4)
             .threads(2)
-            .queue_size(256)
-            .error_handler(failures.handler())
-            .build()
-            .expect("build"),
+            .queue_size(256),
     );
-    client.start();
+    let client = Arc::new(client);
     let producers: Vec<_> = (0..PRODUCERS)
         .map(|p| {
             let client = Arc::clone(&client);
-            thread::spawn(move || {
-                for i in p * EACH..(p + 1) * EACH {
-                    notify_retrying(&client, msg(i));
-                }
-            })
+            thread::spawn(move || notify_all(&client, p * EACH..(p + 1) * EACH))
         })
         .collect();
     for producer in producers {
@@ -204,27 +145,17 @@ fn eight_producers_share_one_client() {
     client.stop();
 
     let stats = client.stats();
-    let total = (PRODUCERS * EACH) as u64;
-    assert_eq!(stats.accepted, total);
-    assert_eq!(stats.delivered + stats.failed, total);
-    failures.assert_none();
-    assert_each_id_once(&server.requests(), PRODUCERS * EACH);
+    assert_eq!(stats.delivered + stats.failed, stats.accepted);
+    assert_all_delivered(&client, &failures, &server, PRODUCERS * EACH);
 }
 
 #[test]
 fn flush_returns_true_once_all_accepted_are_delivered() {
     const N: usize = 1_000;
     let server = Server::no_content();
-    let failures = Failures::new();
-    let client = Client::builder(&server.url())
-        .error_handler(failures.handler())
-        .build()
-        .expect("build");
-    client.start();
+    let (client, failures) = started(Client::builder(&server.url()));
     assert!(client.flush(LONG), "flush of an idle client");
-    for i in 0..N {
-        notify_retrying(&client, msg(i));
-    }
+    notify_all(&client, 0..N);
     assert!(client.flush(LONG), "flush timed out");
     let stats = client.stats();
     assert_eq!(stats.accepted, N as u64);
@@ -234,26 +165,21 @@ fn flush_returns_true_once_all_accepted_are_delivered() {
     assert_eq!(stats.in_flight, 0);
 
     // And again, on the same client.
-    for i in N..2 * N {
-        notify_retrying(&client, msg(i));
-    }
+    notify_all(&client, N..2 * N);
     assert!(client.flush(LONG), "second flush timed out");
     assert_eq!(server.request_count(), 2 * N);
     client.stop();
-    failures.assert_none();
-    assert_each_id_once(&server.requests(), 2 * N);
+    assert_all_delivered(&client, &failures, &server, 2 * N);
 }
 
 #[test]
 fn flush_returns_false_while_a_message_is_pending() {
     let server = Server::stalled();
-    let client = Client::builder(&server.url())
-        .workers(1)
-        .shutdown_timeout(Duration::from_millis(200))
-        .error_handler(|_| {})
-        .build()
-        .expect("build");
-    client.start();
+    let (client, _failures) = started(
+        Client::builder(&server.url())
+            .workers(1)
+            .shutdown_timeout(Duration::from_millis(200)),
+    );
     client.notify("stuck").expect("notify");
     assert!(server.wait_for_requests(1, LONG));
     assert!(!client.flush(Duration::from_millis(100)));

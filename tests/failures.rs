@@ -9,27 +9,13 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use notifier::{BuildError, Client, FailureKind};
-use support::{response, Action, Failure, Failures, Server};
+use support::{notify_all, response, started, Action, Failures, Server};
 
 const LONG: Duration = Duration::from_secs(60);
 
-/// A one-slot client for `url` reporting into `failures`.
-fn client(url: &str, failures: &Failures) -> Client {
-    Client::builder(url)
-        .workers(1)
-        .error_handler(failures.handler())
-        .build()
-        .expect("build")
-}
-
-fn assert_single_failure(failures: &Failures, kind: FailureKind, message: &[u8]) -> Failure {
-    let mut all = failures.take();
-    assert_eq!(all.len(), 1, "expected one failure, got {all:?}");
-    let failure = all.pop().unwrap();
-    assert_eq!(failure.error.kind(), kind, "{}", failure.error);
-    assert_eq!(failure.error.message(), message);
-    assert_eq!(failure.error.attempts(), 1);
-    failure
+/// A started one-slot client for `url`, and what reaches its error handler.
+fn one_slot(url: &str) -> (Client, Failures) {
+    started(Client::builder(url).workers(1))
 }
 
 #[test]
@@ -43,9 +29,7 @@ fn non_2xx_statuses_reach_the_handler() {
             b"why",
         ))
     });
-    let failures = Failures::new();
-    let client = client(&server.url(), &failures);
-    client.start();
+    let (client, failures) = one_slot(&server.url());
     let cases = [
         (500, true),
         (503, true),
@@ -81,13 +65,11 @@ fn non_2xx_statuses_reach_the_handler() {
 
 #[test]
 fn into_message_hands_back_the_bytes() {
-    let server = Server::start(|_, _| Action::Reply(response(500, "Oops", &[], b"")));
-    let failures = Failures::new();
-    let client = client(&server.url(), &failures);
-    client.start();
+    let server = Server::always(Action::Reply(response(500, "Oops", &[], b"")));
+    let (client, failures) = one_slot(&server.url());
     client.notify(vec![1u8, 2, 3]).expect("notify");
     client.stop();
-    let failure = assert_single_failure(&failures, FailureKind::Status, &[1, 2, 3]);
+    let failure = failures.take_single(FailureKind::Status, &[1, 2, 3]);
     assert_eq!(failure.error.into_message().into_vec(), vec![1u8, 2, 3]);
 }
 
@@ -95,18 +77,11 @@ fn into_message_hands_back_the_bytes() {
 fn stalled_server_times_out() {
     let timeout = Duration::from_millis(300);
     let server = Server::stalled();
-    let failures = Failures::new();
-    let client = Client::builder(&server.url())
-        .workers(1)
-        .timeout(timeout)
-        .error_handler(failures.handler())
-        .build()
-        .expect("build");
-    client.start();
+    let (client, failures) = started(Client::builder(&server.url()).workers(1).timeout(timeout));
     let sent = Instant::now();
     client.notify("slow").expect("notify");
     assert!(failures.wait_for(1, LONG), "no timeout reported");
-    let failure = assert_single_failure(&failures, FailureKind::Timeout, b"slow");
+    let failure = failures.take_single(FailureKind::Timeout, b"slow");
     let waited = failure.at.duration_since(sent);
     assert!(
         waited >= timeout,
@@ -125,12 +100,10 @@ fn refused_connection_is_a_connect_failure() {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.local_addr().unwrap().port()
     };
-    let failures = Failures::new();
-    let client = client(&format!("http://127.0.0.1:{port}/"), &failures);
-    client.start();
+    let (client, failures) = one_slot(&format!("http://127.0.0.1:{port}/"));
     client.notify("nobody home").expect("notify");
     client.stop();
-    let failure = assert_single_failure(&failures, FailureKind::Connect, b"nobody home");
+    let failure = failures.take_single(FailureKind::Connect, b"nobody home");
     assert!(failure.error.is_retryable());
     assert_eq!(failure.error.status_code(), None);
 }
@@ -143,17 +116,12 @@ fn every_message_to_a_refused_port_fails_fast() {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.local_addr().unwrap().port()
     };
-    let failures = Failures::new();
-    let client = Client::builder(&format!("http://127.0.0.1:{port}/"))
-        .workers(2)
-        .queue_size(10)
-        .error_handler(failures.handler())
-        .build()
-        .expect("build");
-    client.start();
-    for i in 0..500 {
-        support::notify_retrying(&client, support::msg(i));
-    }
+    let (client, failures) = started(
+        Client::builder(&format!("http://127.0.0.1:{port}/"))
+            .workers(2)
+            .queue_size(10),
+    );
+    notify_all(&client, 0..500);
     assert!(client.flush(LONG), "refused messages were left waiting");
     client.stop();
     let all = failures.take();
@@ -163,47 +131,24 @@ fn every_message_to_a_refused_port_fails_fast() {
     assert_eq!((stats.accepted, stats.failed), (500, 500));
 }
 
-#[test]
-fn close_without_answer_is_an_io_failure() {
-    let server = Server::start(|_, info| {
-        if info.total == 0 {
-            Action::Close
-        } else {
-            Action::no_content()
-        }
-    });
-    let failures = Failures::new();
-    let client = client(&server.url(), &failures);
-    client.start();
-    client.notify("dropped").expect("notify");
-    assert!(failures.wait_for(1, LONG));
-    client.notify("next").expect("notify");
-    client.stop();
-    let failure = assert_single_failure(&failures, FailureKind::Io, b"dropped");
-    assert!(failure.error.is_retryable());
-    assert_eq!(client.stats().delivered, 1);
-    assert_eq!(server.requests().last().unwrap().body, b"next");
-}
-
-/// Answers the first request with `bad`, later ones with 204; checks that the
-/// first fails with `Protocol` and the second is delivered on a new connection.
-fn assert_protocol_failure_then_recovery(bad: Vec<u8>) {
+/// Handles the first request as `first` says, later ones with 204; checks
+/// that the first fails, retryably, with `kind` and the second is delivered
+/// on a new connection.
+fn assert_failure_then_recovery(first: Action, kind: FailureKind) {
     let server = Server::start(move |_, info| {
         if info.total == 0 {
-            Action::Reply(bad.clone())
+            first.clone()
         } else {
             Action::no_content()
         }
     });
-    let failures = Failures::new();
-    let client = client(&server.url(), &failures);
-    client.start();
+    let (client, failures) = one_slot(&server.url());
     client.notify("first").expect("notify");
     assert!(failures.wait_for(1, LONG), "no failure reported");
     client.notify("second").expect("notify");
     client.stop();
 
-    let failure = assert_single_failure(&failures, FailureKind::Protocol, b"first");
+    let failure = failures.take_single(kind, b"first");
     assert_eq!(failure.error.status_code(), None);
     assert!(failure.error.is_retryable());
     let stats = client.stats();
@@ -212,6 +157,16 @@ fn assert_protocol_failure_then_recovery(bad: Vec<u8>) {
     assert_eq!(requests.len(), 2);
     assert_eq!(requests[1].body, b"second");
     assert_eq!(requests[1].conn, 1, "the broken connection was reused");
+}
+
+#[test]
+fn close_without_answer_is_an_io_failure() {
+    assert_failure_then_recovery(Action::Close, FailureKind::Io);
+}
+
+/// Answers the first request with `bad`: see [`assert_failure_then_recovery`].
+fn assert_protocol_failure_then_recovery(bad: Vec<u8>) {
+    assert_failure_then_recovery(Action::Reply(bad), FailureKind::Protocol);
 }
 
 #[test]

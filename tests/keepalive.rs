@@ -8,7 +8,10 @@ use std::thread;
 use std::time::Duration;
 
 use notifier::Client;
-use support::{assert_each_id_once, msg, notify_retrying, response, Action, Failures, Server};
+use support::{
+    assert_all_delivered, assert_each_id_once, deliver_across_idle_closes, msg, notify_all,
+    response, started, Action, Server,
+};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -22,18 +25,13 @@ const NEVER: Duration = Duration::from_secs(600);
 /// ([`NEVER`]): a slot that stays busy after its response ended would only
 /// be freed by that timeout, and would otherwise pass unnoticed.
 fn deliver_all(server: &Server, workers: usize, n: usize) {
-    let failures = Failures::new();
-    let client = Client::builder(&server.url())
-        .workers(workers)
-        .timeout(NEVER)
-        .shutdown_timeout(Duration::from_secs(5))
-        .error_handler(failures.handler())
-        .build()
-        .expect("build");
-    client.start();
-    for i in 0..n {
-        notify_retrying(&client, msg(i));
-    }
+    let (client, failures) = started(
+        Client::builder(&server.url())
+            .workers(workers)
+            .timeout(NEVER)
+            .shutdown_timeout(Duration::from_secs(5)),
+    );
+    notify_all(&client, 0..n);
     assert!(
         client.flush(LONG),
         "not delivered within {LONG:?}: {:?}, {} failures",
@@ -41,20 +39,14 @@ fn deliver_all(server: &Server, workers: usize, n: usize) {
         failures.len()
     );
     client.stop();
-
-    failures.assert_none();
-    let stats = client.stats();
-    assert_eq!(stats.accepted, n as u64);
-    assert_eq!(stats.delivered, n as u64);
-    assert_eq!(stats.failed, 0);
-    assert_each_id_once(&server.requests(), n);
+    assert_all_delivered(&client, &failures, server, n);
 }
 
 #[test]
 fn connection_close_on_every_response() {
-    let server = Server::start(|_, _| {
-        Action::ReplyAndClose(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n".to_vec())
-    });
+    let server = Server::always(Action::ReplyAndClose(
+        b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n".to_vec(),
+    ));
     deliver_all(&server, 4, 300);
     assert_eq!(server.connections(), 300);
 }
@@ -81,34 +73,11 @@ fn connection_close_on_every_hundredth_response() {
 
 #[test]
 fn server_closing_idle_connections_costs_nothing() {
+    // The server closes every connection after 200 ms of silence; the
+    // client must notice before it reuses one.
     let server =
         Server::start_with_idle_close(Duration::from_millis(200), |_, _| Action::no_content());
-    let failures = Failures::new();
-    let client = Client::builder(&server.url())
-        .workers(3)
-        .error_handler(failures.handler())
-        .build()
-        .expect("build");
-    client.start();
-    let mut sent = 0;
-    for _round in 0..3 {
-        for _ in 0..5 {
-            client.notify(msg(sent)).expect("notify");
-            sent += 1;
-        }
-        assert!(client.flush(LONG), "flush timed out");
-        // The server closes every connection after 200 ms of silence; the
-        // client must notice before it reuses one.
-        thread::sleep(Duration::from_millis(600));
-        assert_eq!(server.open_connections(), 0, "the server did not close");
-    }
-    client.notify(msg(sent)).expect("notify");
-    sent += 1;
-    client.stop();
-
-    failures.assert_none();
-    assert_eq!(client.stats().delivered, sent as u64);
-    assert_each_id_once(&server.requests(), sent);
+    deliver_across_idle_closes(&server, Client::builder(&server.url()).workers(3));
 }
 
 #[test]
@@ -116,18 +85,27 @@ fn stray_bytes_after_a_response_are_not_taken_as_the_next_answer() {
     // Each 204 comes with an unsolicited 408 in the same segment, then the
     // server closes: the connection must not be reused, and the 408 must not
     // be read as the answer to the next request.
-    let server = Server::start(|_, _| {
-        Action::ReplyAndClose(
-            b"HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-                .to_vec(),
-        )
-    });
+    let server = Server::always(Action::ReplyAndClose(
+        b"HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+            .to_vec(),
+    ));
+    deliver_all(&server, 1, 50);
+}
+
+#[test]
+fn stray_bytes_on_a_kept_connection_are_not_taken_as_the_next_answer() {
+    // As above, but the server keeps the connection open: the client must
+    // close it rather than send the next request and read the 408.
+    let server = Server::always(Action::Reply(
+        b"HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n"
+            .to_vec(),
+    ));
     deliver_all(&server, 1, 50);
 }
 
 #[test]
 fn response_written_one_byte_at_a_time() {
-    let server = Server::start(|_, _| Action::Trickle {
+    let server = Server::always(Action::Trickle {
         bytes: response(200, "OK", &[("X-Slow", "yes")], b"hello"),
         close: false,
     });
@@ -137,18 +115,15 @@ fn response_written_one_byte_at_a_time() {
 
 #[test]
 fn close_delimited_body() {
-    let server = Server::start(|_, _| {
-        Action::ReplyAndClose(
-            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nthe body runs to the close"
-                .to_vec(),
-        )
-    });
+    let server = Server::always(Action::ReplyAndClose(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nthe body runs to the close".to_vec(),
+    ));
     deliver_all(&server, 2, 20);
 }
 
 #[test]
 fn close_delimited_body_trickled() {
-    let server = Server::start(|_, _| Action::Trickle {
+    let server = Server::always(Action::Trickle {
         bytes: b"HTTP/1.1 200 OK\r\n\r\nbody".to_vec(),
         close: true,
     });
@@ -157,36 +132,36 @@ fn close_delimited_body_trickled() {
 
 #[test]
 fn interim_100_continue_is_skipped() {
-    let server = Server::start(|_, _| {
-        Action::Reply(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n".to_vec())
-    });
+    let server = Server::always(Action::Reply(
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n".to_vec(),
+    ));
     deliver_all(&server, 1, 10);
     assert_eq!(server.connections(), 1, "the connection was not reused");
 }
 
 #[test]
 fn http_1_0_response_then_close() {
-    let server = Server::start(|_, _| {
-        Action::ReplyAndClose(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec())
-    });
+    let server = Server::always(Action::ReplyAndClose(
+        b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+    ));
     deliver_all(&server, 2, 20);
 }
 
 #[test]
 fn chunked_response() {
-    let server = Server::start(|_, _| {
+    let server = Server::always(
         Action::Reply(
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n"
                 .to_vec(),
         )
-    });
+    );
     deliver_all(&server, 2, 50);
 }
 
 #[test]
 fn response_body_is_read_and_the_connection_kept() {
     let body = vec![b'x'; 100_000];
-    let server = Server::start(move |_, _| Action::Reply(response(200, "OK", &[], &body)));
+    let server = Server::always(Action::Reply(response(200, "OK", &[], &body)));
     deliver_all(&server, 1, 20);
     assert_eq!(server.connections(), 1, "the connection was not reused");
 }
@@ -200,12 +175,11 @@ fn deliver_one(client: &Client, i: usize) {
 #[test]
 fn idle_connections_are_closed_after_idle_timeout() {
     let server = Server::no_content();
-    let client = Client::builder(&server.url())
-        .workers(1)
-        .idle_timeout(Duration::from_millis(100))
-        .build()
-        .expect("build");
-    client.start();
+    let (client, failures) = started(
+        Client::builder(&server.url())
+            .workers(1)
+            .idle_timeout(Duration::from_millis(100)),
+    );
     deliver_one(&client, 0);
     assert!(
         support::wait_until(LONG, || server.open_connections() == 0),
@@ -213,6 +187,7 @@ fn idle_connections_are_closed_after_idle_timeout() {
     );
     deliver_one(&client, 1);
     client.stop();
+    failures.assert_none();
     assert_eq!(
         server.connections(),
         2,
@@ -223,16 +198,12 @@ fn idle_connections_are_closed_after_idle_timeout() {
 #[test]
 fn connections_within_idle_timeout_are_reused() {
     let server = Server::no_content();
-    let client = Client::builder(&server.url())
-        .workers(1)
-        .idle_timeout(LONG)
-        .build()
-        .expect("build");
-    client.start();
+    let (client, failures) = started(Client::builder(&server.url()).workers(1).idle_timeout(LONG));
     deliver_one(&client, 0);
     thread::sleep(Duration::from_millis(200));
     deliver_one(&client, 1);
     client.stop();
+    failures.assert_none();
     assert_eq!(server.connections(), 1);
 }
 
@@ -240,19 +211,15 @@ fn connections_within_idle_timeout_are_reused() {
 fn keep_alive_timeout_hint_lowers_the_idle_timeout() {
     // `timeout=1` leaves the client 1 − 1 = 0 s: it must not keep the
     // connection at all, although its own idle timeout is long.
-    let server = Server::start(|_, _| {
-        Action::Reply(b"HTTP/1.1 204 No Content\r\nKeep-Alive: timeout=1\r\n\r\n".to_vec())
-    });
-    let client = Client::builder(&server.url())
-        .workers(1)
-        .idle_timeout(LONG)
-        .build()
-        .expect("build");
-    client.start();
+    let server = Server::always(Action::Reply(
+        b"HTTP/1.1 204 No Content\r\nKeep-Alive: timeout=1\r\n\r\n".to_vec(),
+    ));
+    let (client, failures) = started(Client::builder(&server.url()).workers(1).idle_timeout(LONG));
     for i in 0..3 {
         deliver_one(&client, i);
     }
     client.stop();
+    failures.assert_none();
     assert_eq!(server.connections(), 3);
     assert_each_id_once(&server.requests(), 3);
 }

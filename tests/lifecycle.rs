@@ -10,7 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use notifier::{Client, FailureKind, Message, NotifyError};
-use support::{assert_each_id_once, id_of, msg, notify_retrying, Action, Failures, Server};
+use support::{
+    assert_all_delivered, assert_each_id_once, id_of, msg, notify_all, notify_retrying, send_all,
+    started, Action, Server,
+};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -64,34 +67,23 @@ fn notify_after_stop_hands_the_message_back() {
 #[test]
 fn start_and_stop_are_idempotent() {
     let server = Server::no_content();
-    let failures = Failures::new();
-    let client = Client::builder(&server.url())
-        .error_handler(failures.handler())
-        .build()
-        .expect("build");
+    let (client, failures) = started(Client::builder(&server.url()));
     client.start();
-    client.start();
-    for i in 0..100 {
-        notify_retrying(&client, msg(i));
-    }
+    notify_all(&client, 0..100);
     client.stop();
     client.stop();
-    failures.assert_none();
-    assert_each_id_once(&server.requests(), 100);
+    assert_all_delivered(&client, &failures, &server, 100);
 }
 
 #[test]
 fn queue_full_hands_the_message_back() {
     let server = Server::stalled();
-    let failures = Failures::new();
-    let client = Client::builder(&server.url())
-        .workers(1)
-        .queue_size(2)
-        .shutdown_timeout(Duration::from_millis(300))
-        .error_handler(failures.handler())
-        .build()
-        .expect("build");
-    client.start();
+    let (client, failures) = started(
+        Client::builder(&server.url())
+            .workers(1)
+            .queue_size(2)
+            .shutdown_timeout(Duration::from_millis(300)),
+    );
     client.notify(msg(0)).expect("notify");
     assert!(
         server.wait_for_requests(1, LONG),
@@ -134,40 +126,20 @@ fn queue_full_hands_the_message_back() {
 fn stop_delivers_everything_accepted() {
     const N: usize = 5_000;
     let server = Server::no_content();
-    let failures = Failures::new();
-    let client = Client::builder(&server.url())
-        .error_handler(failures.handler())
-        .build()
-        .expect("build");
-    client.start();
-    for i in 0..N {
-        notify_retrying(&client, msg(i));
-    }
-    client.stop();
+    let client = send_all(&server, Client::builder(&server.url()), N);
 
     // `stop` has returned: nothing is left to wait for.
     assert_eq!(server.request_count(), N);
     let stats = client.stats();
-    assert_eq!(stats.accepted, N as u64);
-    assert_eq!(stats.delivered, N as u64);
     assert_eq!((stats.failed, stats.queued, stats.in_flight), (0, 0, 0));
-    failures.assert_none();
-    assert_each_id_once(&server.requests(), N);
 }
 
 #[test]
 fn drop_delivers_everything_accepted() {
     const N: usize = 5_000;
     let server = Server::no_content();
-    let failures = Failures::new();
-    let client = Client::builder(&server.url())
-        .error_handler(failures.handler())
-        .build()
-        .expect("build");
-    client.start();
-    for i in 0..N {
-        notify_retrying(&client, msg(i));
-    }
+    let (client, failures) = started(Client::builder(&server.url()));
+    notify_all(&client, 0..N);
     drop(client);
 
     assert_eq!(server.request_count(), N);
@@ -178,15 +150,12 @@ fn drop_delivers_everything_accepted() {
 #[test]
 fn shutdown_timeout_hands_the_rest_to_the_handler() {
     let server = Server::stalled();
-    let failures = Failures::new();
-    let client = Client::builder(&server.url())
-        .workers(2)
-        .queue_size(10)
-        .shutdown_timeout(Duration::from_millis(500))
-        .error_handler(failures.handler())
-        .build()
-        .expect("build");
-    client.start();
+    let (client, failures) = started(
+        Client::builder(&server.url())
+            .workers(2)
+            .queue_size(10)
+            .shutdown_timeout(Duration::from_millis(500)),
+    );
     let mut sent = Vec::new();
     for i in 0..12 {
         match client.notify(msg(i)) {

@@ -5,17 +5,23 @@
 //! thread per connection. Every request is parsed with `httparse`, recorded,
 //! and answered as the script says. Every loop checks a shutdown flag at
 //! least every [`POLL`], so all threads end when the [`Server`] is dropped.
+//! The same server speaks HTTPS when started by [`tls::TlsServer`]: the
+//! connection thread runs the TLS handshake first, then the same script over
+//! the decrypted stream.
 
 #![allow(dead_code)]
 
+pub(crate) mod tls;
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use notifier::{Client, Message, NotificationError, NotifyError};
+use notifier::{Builder, Client, FailureKind, Message, NotificationError, NotifyError};
 
 /// How often blocked server threads look at the shutdown flag.
 const POLL: Duration = Duration::from_millis(20);
@@ -118,9 +124,28 @@ pub(crate) fn response(
 
 type Script = dyn Fn(&Request, ConnInfo) -> Action + Send + Sync;
 
+/// A connection's byte stream as the server sees it: plain TCP, or TLS over
+/// TCP (see [`tls`]).
+trait Stream: Read + Write {
+    /// Ends the sending side gracefully: a FIN (after a TLS `close_notify`).
+    fn close_write(&mut self);
+}
+
+impl Stream for TcpStream {
+    fn close_write(&mut self) {
+        let _ = self.shutdown(Shutdown::Write);
+    }
+}
+
+/// Turns a freshly accepted TCP connection into the stream requests are read
+/// from (a TLS handshake, say); `None` drops the connection. Runs on the
+/// connection's thread.
+type Upgrade = dyn Fn(TcpStream, &Shared) -> Option<Box<dyn Stream>> + Send + Sync;
+
 struct Shared {
     script: Box<Script>,
     idle_close: Option<Duration>,
+    upgrade: Option<Box<Upgrade>>,
     stop: AtomicBool,
     requests: Mutex<Vec<Request>>,
     next_request: AtomicUsize,
@@ -139,6 +164,7 @@ impl Shared {
 /// A scripted loopback HTTP/1.1 server on `127.0.0.1`, stopped on drop.
 pub(crate) struct Server {
     addr: SocketAddr,
+    scheme: &'static str,
     shared: Arc<Shared>,
     acceptor: Option<JoinHandle<()>>,
 }
@@ -148,7 +174,7 @@ impl Server {
     pub(crate) fn start(
         script: impl Fn(&Request, ConnInfo) -> Action + Send + Sync + 'static,
     ) -> Server {
-        Server::spawn(Box::new(script), None)
+        Server::spawn(Box::new(script), None, None)
     }
 
     /// Starts a server that also closes a kept-alive connection once no
@@ -157,28 +183,40 @@ impl Server {
         idle: Duration,
         script: impl Fn(&Request, ConnInfo) -> Action + Send + Sync + 'static,
     ) -> Server {
-        Server::spawn(Box::new(script), Some(idle))
+        Server::spawn(Box::new(script), Some(idle), None)
+    }
+
+    /// Starts a server that does `action` with every request.
+    pub(crate) fn always(action: Action) -> Server {
+        Server::start(move |_, _| action.clone())
     }
 
     /// Starts a server that answers `204 No Content` to everything.
     pub(crate) fn no_content() -> Server {
-        Server::start(|_, _| Action::no_content())
+        Server::always(Action::no_content())
     }
 
     /// Starts a server that never answers.
     pub(crate) fn stalled() -> Server {
-        Server::start(|_, _| Action::Stall)
+        Server::always(Action::Stall)
     }
 
-    fn spawn(script: Box<Script>, idle_close: Option<Duration>) -> Server {
+    /// Starts a server; with `upgrade`, an `https` one (see [`Upgrade`]).
+    fn spawn(
+        script: Box<Script>,
+        idle_close: Option<Duration>,
+        upgrade: Option<Box<Upgrade>>,
+    ) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the test server");
         listener
             .set_nonblocking(true)
             .expect("make the listener nonblocking");
         let addr = listener.local_addr().expect("the listener's address");
+        let scheme = if upgrade.is_some() { "https" } else { "http" };
         let shared = Arc::new(Shared {
             script,
             idle_close,
+            upgrade,
             stop: AtomicBool::new(false),
             requests: Mutex::new(Vec::new()),
             next_request: AtomicUsize::new(0),
@@ -196,6 +234,7 @@ impl Server {
         };
         Server {
             addr,
+            scheme,
             shared,
             acceptor: Some(acceptor),
         }
@@ -206,14 +245,20 @@ impl Server {
         self.addr.to_string()
     }
 
-    /// `http://127.0.0.1:PORT/notify`.
+    /// The port the server listens on.
+    pub(crate) fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// `http://127.0.0.1:PORT/notify` (`https` for a TLS server).
     pub(crate) fn url(&self) -> String {
         self.url_with("/notify")
     }
 
-    /// `http://127.0.0.1:PORT` followed by `path_and_query`.
+    /// `http://127.0.0.1:PORT` followed by `path_and_query` (`https` for a
+    /// TLS server).
     pub(crate) fn url_with(&self, path_and_query: &str) -> String {
-        format!("http://{}{path_and_query}", self.addr)
+        format!("{}://{}{path_and_query}", self.scheme, self.addr)
     }
 
     /// A copy of every request received so far, in arrival order.
@@ -303,7 +348,7 @@ enum ReadOutcome {
     Closed,
 }
 
-fn read_some(stream: &mut TcpStream, buf: &mut Vec<u8>) -> ReadOutcome {
+fn read_some(stream: &mut dyn Stream, buf: &mut Vec<u8>) -> ReadOutcome {
     let mut chunk = [0u8; 16 * 1024];
     match stream.read(&mut chunk) {
         Ok(0) => ReadOutcome::Closed,
@@ -323,11 +368,19 @@ fn read_some(stream: &mut TcpStream, buf: &mut Vec<u8>) -> ReadOutcome {
     }
 }
 
-fn serve(mut stream: TcpStream, conn: usize, shared: &Shared) {
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_read_timeout(Some(POLL));
-    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+fn serve(tcp: TcpStream, conn: usize, shared: &Shared) {
+    let _ = tcp.set_nonblocking(false);
+    let _ = tcp.set_nodelay(true);
+    let _ = tcp.set_read_timeout(Some(POLL));
+    let _ = tcp.set_write_timeout(Some(WRITE_TIMEOUT));
+    let mut stream: Box<dyn Stream> = match &shared.upgrade {
+        None => Box::new(tcp),
+        Some(upgrade) => match upgrade(tcp, shared) {
+            Some(stream) => stream,
+            None => return,
+        },
+    };
+    let stream = &mut *stream;
     let mut buf = Vec::with_capacity(16 * 1024);
     let mut nth = 0;
     let mut idle_since = Instant::now();
@@ -355,19 +408,19 @@ fn serve(mut stream: TcpStream, conn: usize, shared: &Shared) {
                     Action::Reply(bytes) => stream.write_all(&bytes).is_ok(),
                     Action::ReplyAndClose(bytes) => {
                         if stream.write_all(&bytes).is_ok() {
-                            linger_close(&mut stream, shared);
+                            linger_close(stream, shared);
                         }
                         false
                     }
                     Action::Trickle { bytes, close } => {
-                        let written = trickle(&mut stream, &bytes, shared);
+                        let written = trickle(stream, &bytes, shared);
                         if written && close {
-                            linger_close(&mut stream, shared);
+                            linger_close(stream, shared);
                         }
                         written && !close
                     }
                     Action::Stall => {
-                        drain_until_closed(&mut stream, shared, None);
+                        drain_until_closed(stream, shared, None);
                         false
                     }
                     Action::Close => false,
@@ -385,13 +438,14 @@ fn serve(mut stream: TcpStream, conn: usize, shared: &Shared) {
                 .idle_close
                 .is_some_and(|idle| idle_since.elapsed() >= idle)
         {
+            stream.close_write();
             return;
         }
         if buf.len() > MAX_REQUEST {
             shared.malformed.fetch_add(1, Ordering::SeqCst);
             return;
         }
-        match read_some(&mut stream, &mut buf) {
+        match read_some(stream, &mut buf) {
             ReadOutcome::Closed => return,
             ReadOutcome::Data | ReadOutcome::Nothing => {}
         }
@@ -441,7 +495,7 @@ fn parse_request(buf: &[u8], conn: usize) -> Result<Option<(Request, usize)>, ()
 }
 
 /// Writes `bytes` one at a time; false when the connection broke.
-fn trickle(stream: &mut TcpStream, bytes: &[u8], shared: &Shared) -> bool {
+fn trickle(stream: &mut dyn Stream, bytes: &[u8], shared: &Shared) -> bool {
     for byte in bytes {
         if shared.stopping() || stream.write_all(std::slice::from_ref(byte)).is_err() {
             return false;
@@ -452,16 +506,16 @@ fn trickle(stream: &mut TcpStream, bytes: &[u8], shared: &Shared) -> bool {
     true
 }
 
-/// Closes gracefully: sends FIN, then reads until the client's EOF (bounded
-/// by [`LINGER`]) so that unread input cannot turn the close into a reset
-/// that destroys the response.
-fn linger_close(stream: &mut TcpStream, shared: &Shared) {
-    let _ = stream.shutdown(Shutdown::Write);
+/// Closes gracefully: sends FIN (after `close_notify` over TLS), then reads
+/// until the client's EOF (bounded by [`LINGER`]) so that unread input cannot
+/// turn the close into a reset that destroys the response.
+fn linger_close(stream: &mut dyn Stream, shared: &Shared) {
+    stream.close_write();
     drain_until_closed(stream, shared, Some(LINGER));
 }
 
 /// Reads and discards until the peer closes, the server stops, or `limit`.
-fn drain_until_closed(stream: &mut TcpStream, shared: &Shared, limit: Option<Duration>) {
+fn drain_until_closed(stream: &mut dyn Stream, shared: &Shared, limit: Option<Duration>) {
     let start = Instant::now();
     let mut sink = Vec::new();
     let expired = || limit.is_some_and(|limit| start.elapsed() >= limit);
@@ -540,6 +594,85 @@ pub(crate) fn notify_retrying(client: &Client, msg: impl Into<Message>) {
     }
 }
 
+/// Notifies [`msg`]`(i)` for each `i` in `ids`, with [`notify_retrying`].
+pub(crate) fn notify_all(client: &Client, ids: Range<usize>) {
+    for i in ids {
+        notify_retrying(client, msg(i));
+    }
+}
+
+/// Builds `builder` with a new [`Failures`] as its error handler, and starts
+/// the client.
+pub(crate) fn started(builder: Builder) -> (Client, Failures) {
+    let failures = Failures::new();
+    let client = builder
+        .error_handler(failures.handler())
+        .build()
+        .expect("build");
+    client.start();
+    (client, failures)
+}
+
+/// Checks, once `client` has stopped, that `msg(0)..msg(n)` were all
+/// accepted and delivered to `server`, each once, and none failed.
+pub(crate) fn assert_all_delivered(
+    client: &Client,
+    failures: &Failures,
+    server: &Server,
+    n: usize,
+) {
+    failures.assert_none();
+    let stats = client.stats();
+    assert_eq!(stats.accepted, n as u64, "{stats:?}");
+    assert_eq!(stats.delivered, n as u64, "{stats:?}");
+    assert_eq!(stats.failed, 0, "{stats:?}");
+    assert_each_id_once(&server.requests(), n);
+}
+
+/// Builds `builder` with a [`Failures`] handler, starts it, notifies
+/// `msg(0)..msg(n)`, stops it, and checks with [`assert_all_delivered`] that
+/// all reached `server` once each, without failure. Gives back the stopped
+/// client.
+pub(crate) fn send_all(server: &Server, builder: Builder, n: usize) -> Client {
+    let (client, failures) = started(builder);
+    notify_all(&client, 0..n);
+    client.stop();
+    assert_all_delivered(&client, &failures, server, n);
+    client
+}
+
+/// Sends three rounds of five messages to `server`, which closes connections
+/// idle for a while (see [`Server::start_with_idle_close`]), through a
+/// client built from `builder`. After each round it waits for delivery, then
+/// long enough for the server to close every connection and for the client
+/// to notice, before it reuses one; then it sends one more message, stops,
+/// and checks with [`assert_all_delivered`] that none was lost.
+pub(crate) fn deliver_across_idle_closes(server: &Server, builder: Builder) {
+    let idle = server
+        .shared
+        .idle_close
+        .expect("a server that closes idle connections");
+    let (client, failures) = started(builder);
+    let mut sent = 0;
+    for _round in 0..3 {
+        for _ in 0..5 {
+            client.notify(msg(sent)).expect("notify");
+            sent += 1;
+        }
+        assert!(
+            client.flush(Duration::from_secs(60)),
+            "flush timed out: {:?}",
+            client.stats()
+        );
+        thread::sleep(idle * 3);
+        assert_eq!(server.open_connections(), 0, "the server did not close");
+    }
+    client.notify(msg(sent)).expect("notify");
+    sent += 1;
+    client.stop();
+    assert_all_delivered(&client, &failures, server, sent);
+}
+
 /// One call of the error handler.
 #[derive(Debug)]
 pub(crate) struct Failure {
@@ -583,6 +716,18 @@ impl Failures {
     /// Takes the failures recorded so far.
     pub(crate) fn take(&self) -> Vec<Failure> {
         std::mem::take(&mut *self.lock())
+    }
+
+    /// Takes the one failure recorded, and checks it is of `kind`, for
+    /// `message`, after one attempt. Panics unless there was exactly one.
+    pub(crate) fn take_single(&self, kind: FailureKind, message: &[u8]) -> Failure {
+        let mut all = self.take();
+        assert_eq!(all.len(), 1, "expected one failure, got {all:?}");
+        let failure = all.pop().unwrap();
+        assert_eq!(failure.error.kind(), kind, "{}", failure.error);
+        assert_eq!(failure.error.message(), message);
+        assert_eq!(failure.error.attempts(), 1, "{}", failure.error);
+        failure
     }
 
     /// Waits until at least `n` failures were recorded; false at `timeout`.
