@@ -17,11 +17,27 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use notifier::{Builder, Client, FailureKind, Message, NotificationError, NotifyError};
+
+/// Run first on every server thread: a test that counts allocations uses it
+/// to leave the server's own out of the count.
+static SERVER_THREAD_START: OnceLock<fn()> = OnceLock::new();
+
+/// Sets the hook every server thread runs when it starts (once per test
+/// binary).
+pub(crate) fn on_server_thread_start(hook: fn()) {
+    assert!(SERVER_THREAD_START.set(hook).is_ok(), "hook already set");
+}
+
+fn server_thread_started() {
+    if let Some(hook) = SERVER_THREAD_START.get() {
+        hook();
+    }
+}
 
 /// How often blocked server threads look at the shutdown flag.
 const POLL: Duration = Duration::from_millis(20);
@@ -229,7 +245,10 @@ impl Server {
             let shared = Arc::clone(&shared);
             thread::Builder::new()
                 .name("test-server-accept".into())
-                .spawn(move || accept_loop(&listener, &shared))
+                .spawn(move || {
+                    server_thread_started();
+                    accept_loop(&listener, &shared)
+                })
                 .expect("spawn the accept thread")
         };
         Server {
@@ -325,6 +344,7 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
                 let handler = thread::Builder::new()
                     .name(format!("test-server-conn-{index}"))
                     .spawn(move || {
+                        server_thread_started();
                         serve(stream, index, &shared);
                         shared.open.fetch_sub(1, Ordering::SeqCst);
                     })
