@@ -55,9 +55,11 @@ mod conn;
 mod endpoint;
 mod error;
 mod message;
+mod policy;
 mod proto;
 mod runtime;
 mod stats;
+mod sync;
 
 pub use builder::{
     Builder, DEFAULT_CONTENT_TYPE, DEFAULT_IDLE_TIMEOUT, DEFAULT_QUEUE_SIZE, DEFAULT_TIMEOUT,
@@ -66,4 +68,7 @@ pub use builder::{
 pub use client::Client;
 pub use error::{BuildError, FailureKind, NotificationError, NotifyError, ProtocolError};
 pub use message::Message;
+#[doc(hidden)]
+pub use policy::__bench;
+pub use policy::{CircuitBreakerConfig, CircuitState, RetryConfig};
 pub use stats::Stats;

@@ -2,5 +2,6 @@
 //! the event loops that drain it.
 
 pub(crate) mod event_loop;
+pub(crate) mod park;
 pub(crate) mod queue;
 pub(crate) mod slot;

@@ -2,35 +2,17 @@
 //! that bounds memory, and the park/wake protocol that keeps `notify` free of
 //! syscalls while the loops are busy.
 //!
-//! # Park/wake protocol
-//!
-//! A loop that has a free connection slot and finds the queue empty parks:
-//!
-//! 1. it sets its `parked` flag and increments `parked_count` (SeqCst);
-//! 2. it checks the queue again; if a message is there it clears its own
-//!    flag and goes back to work;
-//! 3. otherwise it blocks in `Poll::poll`, and clears its flag when that
-//!    returns.
-//!
-//! A producer pushes its message, issues a SeqCst fence, then reads
-//! `parked_count`; only when it is non-zero does it look for a parked loop,
-//! clear that loop's flag with a `swap` (so two producers never both wake
-//! the same loop for one park) and write the loop's `mio::Waker`.
-//!
-//! No wake-up is lost: the loop's flag store (1) and queue check (2) and
-//! the producer's push and flag read are each ordered by SeqCst. If the
-//! loop's check missed the message, the check came before the push in the
-//! total order, so the flag store did too, and the producer sees the flag
-//! and wakes the loop. Busy loops never park, so under load `notify` costs
-//! two atomic read-modify-writes, the push and one load: no syscall.
+//! The park/wake protocol itself lives in [`super::park`]; the queue
+//! calls it after each push and around each loop's poll.
 
 use std::io;
-use std::sync::atomic::{fence, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::thread::Thread;
 
 use crossbeam_queue::ArrayQueue;
 
+use super::park::Parking;
 use crate::message::Message;
 
 /// Client states; the only transitions are NEW → RUNNING → STOPPING and
@@ -62,12 +44,6 @@ struct Intake {
     accepted: AtomicU64,
 }
 
-/// Per-loop parking state.
-#[derive(Debug, Default)]
-struct Park {
-    parked: std::sync::atomic::AtomicBool,
-}
-
 /// Shared between the client handle and every event loop.
 #[derive(Debug)]
 pub(crate) struct Queue {
@@ -76,8 +52,7 @@ pub(crate) struct Queue {
     intake: Padded<Intake>,
     rejected: Padded<AtomicU64>,
     state: AtomicU8,
-    parked_count: Padded<AtomicUsize>,
-    parks: Box<[Padded<Park>]>,
+    parking: Parking,
     wakers: Box<[mio::Waker]>,
     flush_waiters: Mutex<Vec<Thread>>,
     flush_waiting: AtomicUsize,
@@ -87,7 +62,6 @@ impl Queue {
     /// A queue holding at most `capacity` messages in the system, for loops
     /// woken by `wakers` (one per loop).
     pub(crate) fn new(capacity: usize, wakers: Vec<mio::Waker>) -> Queue {
-        let parks = wakers.iter().map(|_| Padded::default()).collect();
         Queue {
             // The in-system bound also bounds the queue, so a push after a
             // successful reservation always finds room.
@@ -96,8 +70,7 @@ impl Queue {
             intake: Padded::default(),
             rejected: Padded::default(),
             state: AtomicU8::new(NEW),
-            parked_count: Padded::default(),
-            parks,
+            parking: Parking::new(wakers.len()),
             wakers: wakers.into_boxed_slice(),
             flush_waiters: Mutex::new(Vec::new()),
             flush_waiting: AtomicUsize::new(0),
@@ -131,21 +104,10 @@ impl Queue {
             self.release();
             return Err((Refused::Full, msg));
         }
-        fence(Ordering::SeqCst);
-        if self.parked_count.0.load(Ordering::SeqCst) > 0 {
-            self.wake_one();
+        if let Some(id) = self.parking.after_push() {
+            wake(&self.wakers[id]);
         }
         Ok(())
-    }
-
-    fn wake_one(&self) {
-        for (park, waker) in self.parks.iter().zip(self.wakers.iter()) {
-            if park.0.parked.load(Ordering::SeqCst) && park.0.parked.swap(false, Ordering::SeqCst) {
-                self.parked_count.0.fetch_sub(1, Ordering::SeqCst);
-                wake(waker);
-                return;
-            }
-        }
     }
 
     /// Wakes every loop, parked or not (state changes, shutdown).
@@ -158,23 +120,16 @@ impl Queue {
         self.queue.pop()
     }
 
-    /// Step 1 and 2 of parking: returns `true` when loop `id` may block.
+    /// Steps 1 and 2 of parking ([`Parking::park`]): returns `true` when
+    /// loop `id` may block, and must then call [`Queue::unpark`].
     pub(crate) fn park(&self, id: usize) -> bool {
-        self.parks[id].0.parked.store(true, Ordering::SeqCst);
-        self.parked_count.0.fetch_add(1, Ordering::SeqCst);
-        if self.queue.is_empty() {
-            return true;
-        }
-        self.unpark(id);
-        false
+        self.parking.park(id, || self.queue.is_empty())
     }
 
     /// Step 3: clears loop `id`'s flag after its poll returned, unless a
     /// producer already did.
     pub(crate) fn unpark(&self, id: usize) {
-        if self.parks[id].0.parked.swap(false, Ordering::SeqCst) {
-            self.parked_count.0.fetch_sub(1, Ordering::SeqCst);
-        }
+        self.parking.unpark(id);
     }
 
     /// Ends one accepted message's stay in the system.
