@@ -8,6 +8,8 @@ use crate::client::Client;
 use crate::conn::tls::TlsSetup;
 use crate::endpoint::{Endpoint, Scheme};
 use crate::error::{BuildError, NotificationError};
+use crate::policy::breaker::Breaker;
+use crate::policy::{CircuitBreakerConfig, RetryConfig};
 use crate::proto::request::RequestEncoder;
 
 /// Default number of workers: simultaneous requests, one connection each.
@@ -36,6 +38,9 @@ pub(crate) struct Config {
     pub(crate) idle_timeout: Duration,
     pub(crate) shutdown_timeout: Option<Duration>,
     pub(crate) handler: Option<Handler>,
+    pub(crate) retry: Option<RetryConfig>,
+    /// Shared by every loop: one atomic word.
+    pub(crate) breaker: Option<Breaker>,
 }
 
 impl fmt::Debug for Config {
@@ -49,6 +54,8 @@ impl fmt::Debug for Config {
             .field("idle_timeout", &self.idle_timeout)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("handler", &self.handler.is_some())
+            .field("retry", &self.retry)
+            .field("breaker", &self.breaker.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -88,6 +95,8 @@ pub struct Builder {
     headers: Vec<(String, String)>,
     handler: Option<Handler>,
     tls_config: Option<Arc<rustls::ClientConfig>>,
+    retry: Option<RetryConfig>,
+    circuit_breaker: Option<CircuitBreakerConfig>,
 }
 
 impl fmt::Debug for Builder {
@@ -160,6 +169,8 @@ impl Builder {
             headers: Vec::new(),
             handler: None,
             tls_config: None,
+            retry: None,
+            circuit_breaker: None,
         }
     }
 
@@ -246,6 +257,35 @@ impl Builder {
         self
     }
 
+    /// Retries failures that [`is_retryable`](NotificationError::is_retryable)
+    /// (seed: `WithRetry`), after a full-jitter backoff:
+    /// `random(0, min(max_backoff, initial_backoff · multiplier^n))`, raised
+    /// to a 5xx's `Retry-After` (capped at `max_backoff`). A message waiting
+    /// for its retry sits on its event loop's timer, not in a connection
+    /// slot, and still counts toward `queue_size + workers`. Default: no
+    /// retry.
+    ///
+    /// With retry, delivery is at-least-once: a request whose connection
+    /// failed after it was written may have reached the server, and is sent
+    /// again. Without retry it is at-most-once.
+    pub fn retry(mut self, config: RetryConfig) -> Builder {
+        self.retry = Some(config);
+        self
+    }
+
+    /// A circuit breaker shared by every connection (seed:
+    /// `WithCircuitBreaker`): after `failure_threshold` consecutive failures
+    /// (transport errors, timeouts, 5xx) every attempt, retries included,
+    /// fails at once with
+    /// [`FailureKind::CircuitOpen`](crate::FailureKind::CircuitOpen) until
+    /// `reset_timeout` has passed; then one probe goes through, and its
+    /// outcome closes or re-opens the circuit. 2xx resets the count; other
+    /// statuses count neither way. Default: no breaker.
+    pub fn circuit_breaker(mut self, config: CircuitBreakerConfig) -> Builder {
+        self.circuit_breaker = Some(config);
+        self
+    }
+
     /// The TLS configuration for an `https` endpoint: custom roots, client
     /// certificates, protocol versions. It is used as given, so set its
     /// `alpn_protocols` to `[b"http/1.1"]` yourself if the server wants
@@ -300,6 +340,8 @@ impl Builder {
             idle_timeout: self.idle_timeout,
             shutdown_timeout: self.shutdown_timeout,
             handler: self.handler,
+            retry: self.retry,
+            breaker: self.circuit_breaker.as_ref().map(Breaker::new),
         })
     }
 }

@@ -10,6 +10,7 @@ use mio::{Poll, Waker};
 use crate::builder::{Builder, Config};
 use crate::error::{BuildError, NotifyError};
 use crate::message::Message;
+use crate::policy::CircuitState;
 use crate::runtime::event_loop::{on_loop_thread, EventLoop, WAKER};
 use crate::runtime::queue::{Padded, Queue, Refused, NEW};
 use crate::stats::{LoopStats, Stats};
@@ -20,6 +21,15 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) loops: Box<[Padded<LoopStats>]>,
     pub(crate) shutdown_deadline: OnceLock<Instant>,
+    /// The breaker's clock counts milliseconds from here.
+    pub(crate) epoch: Instant,
+}
+
+impl Shared {
+    /// Milliseconds since the client was built, the circuit breaker's time.
+    pub(crate) fn millis(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
+    }
 }
 
 /// Sends notifications to one HTTP endpoint from background event loops.
@@ -98,6 +108,7 @@ impl Client {
                 config,
                 loops,
                 shutdown_deadline: OnceLock::new(),
+                epoch: Instant::now(),
             }),
             pending: Mutex::new(polls),
             threads: Mutex::new(Vec::new()),
@@ -230,17 +241,25 @@ impl Client {
     /// A snapshot of the client's counters.
     pub fn stats(&self) -> Stats {
         let q = &self.shared.queue;
+        let queued = q.queued();
+        let circuit = match &self.shared.config.breaker {
+            Some(b) => b.state(self.shared.millis(Instant::now())),
+            None => CircuitState::Closed,
+        };
         let mut s = Stats {
             accepted: q.accepted(),
+            delivered: 0,
+            failed: 0,
+            retried: 0,
             rejected: q.rejected(),
-            ..Stats::default()
+            handler_panics: 0,
+            queued,
+            in_flight: q.in_system().saturating_sub(queued),
+            circuit,
         };
         for l in self.shared.loops.iter() {
             l.0.add_to(&mut s);
         }
-        let queued = q.queued();
-        s.queued = queued;
-        s.in_flight = q.in_system().saturating_sub(queued);
         s
     }
 }

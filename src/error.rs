@@ -87,12 +87,28 @@ pub enum FailureKind {
     Protocol,
     /// The server answered with a status other than 2xx.
     Status,
+    /// The circuit breaker is open: the attempt was refused without
+    /// touching the network. Not retried.
+    CircuitOpen,
     /// The client stopped with `shutdown_timeout` before the message was
     /// delivered.
     Shutdown,
 }
 
 impl FailureKind {
+    /// Whether a failure of this kind, with this status, may succeed when
+    /// tried again.
+    pub(crate) fn is_retryable(self, status: Option<u16>) -> bool {
+        match self {
+            FailureKind::Connect
+            | FailureKind::Io
+            | FailureKind::Timeout
+            | FailureKind::Protocol => true,
+            FailureKind::Status => matches!(status, Some(500..=599)),
+            FailureKind::Tls | FailureKind::CircuitOpen | FailureKind::Shutdown => false,
+        }
+    }
+
     fn describe(self) -> &'static str {
         match self {
             FailureKind::Connect => "cannot connect",
@@ -101,6 +117,7 @@ impl FailureKind {
             FailureKind::Io => "connection failed",
             FailureKind::Protocol => "invalid response",
             FailureKind::Status => "server answered",
+            FailureKind::CircuitOpen => "circuit breaker open",
             FailureKind::Shutdown => "client shut down before delivery",
         }
     }
@@ -210,19 +227,14 @@ impl NotificationError {
 
     /// Whether trying again could succeed: connection, I/O, timeout and
     /// protocol failures and 5xx answers are retryable; TLS failures, other
-    /// statuses and shutdown are not.
+    /// statuses, an open circuit and shutdown are not.
     pub fn is_retryable(&self) -> bool {
-        match self.kind {
-            FailureKind::Connect
-            | FailureKind::Io
-            | FailureKind::Timeout
-            | FailureKind::Protocol => true,
-            FailureKind::Status => matches!(self.status, Some(500..=599)),
-            FailureKind::Tls | FailureKind::Shutdown => false,
-        }
+        self.kind.is_retryable(self.status)
     }
 
-    /// How many attempts were made for this message.
+    /// How many attempts were made for this message, counting one the
+    /// circuit breaker refused. Automatic re-sends on a fresh connection
+    /// after a reused one proved closed are not attempts.
     pub fn attempts(&self) -> u32 {
         self.attempts
     }

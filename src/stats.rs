@@ -2,13 +2,15 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::policy::CircuitState;
+
 /// A snapshot of a client's counters, from [`Client::stats`](crate::Client::stats).
 ///
 /// Counters only grow. Each is exact on its own; read while the client
 /// runs, they may be from slightly different instants. After
 /// [`Client::stop`](crate::Client::stop) returns,
 /// `accepted == delivered + failed` and both gauges are zero.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
     /// Messages `notify` accepted.
@@ -17,6 +19,8 @@ pub struct Stats {
     pub delivered: u64,
     /// Messages handed to the error handler (or dropped when there is none).
     pub failed: u64,
+    /// Retry attempts made (not counting first attempts).
+    pub retried: u64,
     /// `notify` calls refused with `QueueFull`.
     pub rejected: u64,
     /// Error-handler calls that panicked (caught; the loop went on).
@@ -26,8 +30,12 @@ pub struct Stats {
     /// opened this may exceed `queue_size` by up to `workers`.
     pub queued: usize,
     /// Messages accepted and not yet finished, beyond those queued: being
-    /// sent or awaiting their response.
+    /// sent, awaiting their response, or waiting for a retry.
     pub in_flight: usize,
+    /// The circuit breaker's state; `Closed` without a breaker. An open
+    /// circuit whose reset timeout has passed reads `HalfOpen`: the next
+    /// attempt is its probe.
+    pub circuit: CircuitState,
 }
 
 /// The counters one event loop writes.
@@ -35,6 +43,7 @@ pub struct Stats {
 pub(crate) struct LoopStats {
     pub(crate) delivered: AtomicU64,
     pub(crate) failed: AtomicU64,
+    pub(crate) retried: AtomicU64,
     pub(crate) handler_panics: AtomicU64,
 }
 
@@ -42,6 +51,7 @@ impl LoopStats {
     pub(crate) fn add_to(&self, s: &mut Stats) {
         s.delivered += self.delivered.load(Ordering::SeqCst);
         s.failed += self.failed.load(Ordering::SeqCst);
+        s.retried += self.retried.load(Ordering::Relaxed);
         s.handler_panics += self.handler_panics.load(Ordering::Relaxed);
     }
 }

@@ -347,8 +347,6 @@ impl Breaker {
     /// status, or abandoned at shutdown). If it was the probe, the probe is
     /// released: the circuit goes back to Open with its reset time already
     /// passed, so the next [`Breaker::allow`] takes a new probe.
-    // Called by the event loop once the breaker is wired in (issue #4).
-    #[allow(dead_code)]
     pub(crate) fn on_neutral(&self, ticket: Ticket, _now_ms: u64) {
         if !ticket.probe {
             return;
@@ -364,8 +362,6 @@ impl Breaker {
     /// The circuit's state at `now_ms`, for `Stats`. An open circuit whose
     /// reset time has passed reports [`CircuitState::HalfOpen`]: the next
     /// attempt will be let through as the probe.
-    // Called by the client's stats once the breaker is wired in (issue #4).
-    #[allow(dead_code)]
     pub(crate) fn state(&self, now_ms: u64) -> CircuitState {
         let word = Word(self.word.load(Ordering::Acquire));
         match word.state() {

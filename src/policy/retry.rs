@@ -137,13 +137,6 @@ impl RetryConfig {
         self
     }
 
-    /// Attempts per message, counting the first try (at least 1).
-    // Called by the event loop once retry is wired in (issue #4).
-    #[allow(dead_code)]
-    pub(crate) fn max_attempts_value(&self) -> u32 {
-        self.max_attempts
-    }
-
     /// The wait before the next attempt of a message that has been tried
     /// `attempts_made` times, or `None` when `attempts_made` reached
     /// `max_attempts`.
@@ -151,8 +144,6 @@ impl RetryConfig {
     /// `retry_after` is the server's `Retry-After` as a wait (see
     /// [`RetryAfter::delay`]); pass it only for 5xx answers. It raises the
     /// jittered wait, capped at `max_backoff`.
-    // Called by the event loop once retry is wired in (issue #4).
-    #[allow(dead_code)]
     #[must_use]
     pub(crate) fn next_delay(
         &self,
@@ -194,8 +185,6 @@ impl RetryConfig {
 /// seconds or an HTTP date. Dates are kept as they are and turned into a
 /// wait by [`RetryAfter::delay`], which takes the time as an argument.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-// Built by the event loop's response handling once retry is wired in (issue #4).
-#[allow(dead_code)]
 pub(crate) enum RetryAfter {
     /// `delay-seconds`; values past `u64::MAX` saturate.
     Seconds(u64),
@@ -203,8 +192,6 @@ pub(crate) enum RetryAfter {
     Date(SystemTime),
 }
 
-// Called by the event loop once retry is wired in (issue #4).
-#[allow(dead_code)]
 impl RetryAfter {
     /// The wait this value asks for at wall-clock time `now`; a date in the
     /// past is no wait.
@@ -220,8 +207,6 @@ impl RetryAfter {
 /// neither `delay-seconds` nor an HTTP date (negative or fractional
 /// numbers, garbage, an empty value), which the caller then ignores.
 /// Surrounding spaces and tabs are allowed.
-// Called by the event loop once retry is wired in (issue #4).
-#[allow(dead_code)]
 pub(crate) fn parse_retry_after(value: &[u8]) -> Option<RetryAfter> {
     let value = value.trim_ascii();
     if value.is_empty() {
@@ -252,7 +237,7 @@ mod tests {
     #[test]
     fn defaults() {
         let c = RetryConfig::default();
-        assert_eq!(c.max_attempts_value(), 3);
+        assert_eq!(c.max_attempts, 3);
         assert_eq!(c.initial_backoff, 100 * MS);
         assert_eq!(c.max_backoff, Duration::from_secs(10));
         assert_eq!(c.multiplier, 2.0);
@@ -261,7 +246,7 @@ mod tests {
     #[test]
     fn setters_clamp_nonsense() {
         let c = RetryConfig::default().max_attempts(0u32).multiplier(0.5);
-        assert_eq!((c.max_attempts_value(), c.multiplier), (1, 1.0));
+        assert_eq!((c.max_attempts, c.multiplier), (1, 1.0));
         assert_eq!(RetryConfig::default().multiplier(f64::NAN).multiplier, 1.0);
         assert_eq!(RetryConfig::default().multiplier(3.0).multiplier, 3.0);
     }

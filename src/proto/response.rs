@@ -8,6 +8,7 @@
 //! bytes are consumed as they come and never held.
 
 use crate::error::ProtocolError;
+use crate::policy::retry::{parse_retry_after, RetryAfter};
 
 /// Largest status line + headers accepted.
 pub(crate) const MAX_HEAD: usize = 64 * 1024;
@@ -26,6 +27,8 @@ pub(crate) struct Head {
     pub(crate) status: u16,
     /// The `timeout` of a `Keep-Alive` header, in seconds.
     pub(crate) keep_alive_secs: Option<u64>,
+    /// A valid `Retry-After` header.
+    pub(crate) retry_after: Option<RetryAfter>,
 }
 
 /// What one call to [`ResponseDecoder::decode`] produced.
@@ -271,6 +274,7 @@ impl ResponseDecoder {
         let mut close = false;
         let mut keep_alive = false;
         let mut keep_alive_secs = None;
+        let mut retry_after = None;
         for h in response.headers.iter() {
             let name = h.name.as_bytes();
             if name.eq_ignore_ascii_case(b"content-length") {
@@ -289,6 +293,8 @@ impl ResponseDecoder {
                     close |= token.eq_ignore_ascii_case(b"close");
                     keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
                 }
+            } else if name.eq_ignore_ascii_case(b"retry-after") {
+                retry_after = parse_retry_after(h.value);
             } else if name.eq_ignore_ascii_case(b"keep-alive") {
                 for param in elements(h.value) {
                     if param.len() > 8 && param[..8].eq_ignore_ascii_case(b"timeout=") {
@@ -327,6 +333,7 @@ impl ResponseDecoder {
             Step::Head(Head {
                 status,
                 keep_alive_secs,
+                retry_after,
             }),
         ))
     }

@@ -1,5 +1,6 @@
 //! One event loop: a thread with its own `mio::Poll`, a share of the
-//! connection slots, and the deadlines of their attempts.
+//! connection slots, the deadlines of their attempts, and the messages
+//! waiting for a retry.
 
 use std::cell::Cell;
 use std::io;
@@ -12,8 +13,10 @@ use mio::{Events, Poll, Token};
 
 use crate::client::Shared;
 use crate::error::{Cause, FailureKind, NotificationError};
+use crate::policy::CircuitState;
 use crate::runtime::queue::STOPPING;
 use crate::runtime::slot::{Ctx, Failure, Finished, Job, Slot};
+use crate::runtime::timers::RetryTimers;
 use crate::stats::LoopStats;
 
 /// The token of the loop's `mio::Waker`; slots use their index.
@@ -31,30 +34,36 @@ pub(crate) fn on_loop_thread() -> bool {
 
 /// One event loop, run by [`EventLoop::run`] on its own thread.
 pub(crate) struct EventLoop {
-    id: usize,
     poll: Poll,
     shared: Arc<Shared>,
     slots: Vec<Slot>,
-    finished_any: bool,
+    outcomes: Outcomes,
 }
 
 impl EventLoop {
     pub(crate) fn new(id: usize, poll: Poll, shared: Arc<Shared>, slots: usize) -> EventLoop {
         EventLoop {
-            id,
             poll,
-            shared,
             slots: (0..slots).map(|i| Slot::new(Token(i))).collect(),
-            finished_any: false,
+            outcomes: Outcomes {
+                id,
+                shared: Arc::clone(&shared),
+                retries: RetryTimers::default(),
+                rng: fastrand::Rng::new(),
+                finished_any: false,
+            },
+            shared,
         }
     }
 
     pub(crate) fn run(mut self) {
         ON_LOOP_THREAD.with(|f| f.set(true));
+        let id = self.outcomes.id;
         let mut events = Events::with_capacity(self.slots.len() + 16);
         loop {
             let now = Instant::now();
             self.expire(now);
+            self.outcomes.fail_retries_if_open(now);
             let stopping = self.shared.queue.state() == STOPPING;
             let shutdown_at = if stopping {
                 self.shared.shutdown_deadline.get().copied()
@@ -72,7 +81,7 @@ impl EventLoop {
             }
             // A free slot may have met a message queued after `fill`
             // looked: `park` checks the queue again.
-            let parked = free && self.shared.queue.park(self.id);
+            let parked = free && self.shared.queue.park(id);
             if free && !parked {
                 continue;
             }
@@ -98,12 +107,13 @@ impl EventLoop {
             .slots
             .iter()
             .filter_map(Slot::deadline)
+            .chain(self.outcomes.retries.next_due())
             .chain(shutdown_at)
             .min();
         let timeout = next.map(|at| at.saturating_duration_since(now));
         let polled = self.poll.poll(events, timeout);
         if parked {
-            self.shared.queue.unpark(self.id);
+            self.shared.queue.unpark(self.outcomes.id);
         }
         if let Err(e) = polled {
             if e.kind() != io::ErrorKind::Interrupted {
@@ -114,23 +124,22 @@ impl EventLoop {
             return;
         }
         let now = Instant::now();
+        let ctx = Ctx {
+            registry: self.poll.registry(),
+            config: &self.shared.config,
+        };
         for event in events.iter() {
             let token = event.token();
             if token == WAKER {
                 continue;
             }
-            let ctx = Ctx {
-                registry: self.poll.registry(),
-                config: &self.shared.config,
-            };
             if let Some(slot) = self.slots.get_mut(token.0) {
                 if let Some(f) = slot.ready(&ctx, now, event.is_read_closed()) {
-                    finish(&self.shared, self.id, f);
-                    self.finished_any = true;
+                    self.outcomes.attempt_ended(f, now);
                 }
             }
         }
-        if std::mem::take(&mut self.finished_any) {
+        if std::mem::take(&mut self.outcomes.finished_any) {
             self.shared.queue.notify_flush_waiters();
         }
     }
@@ -144,16 +153,16 @@ impl EventLoop {
         for slot in &mut self.slots {
             if slot.deadline().is_some_and(|d| d <= now) {
                 if let Some(f) = slot.expire(&ctx) {
-                    finish(&self.shared, self.id, f);
-                    self.finished_any = true;
+                    self.outcomes.attempt_ended(f, now);
                 }
             }
         }
     }
 
-    /// Gives queued messages to free slots, idle connections first. Returns
-    /// whether a slot is still free (so the queue ran dry). A slot whose
-    /// attempt ended at once (connection refused) takes the next message.
+    /// Gives due retries, then queued messages, to free slots, idle
+    /// connections first. Returns whether a slot is still free (so there
+    /// was nothing left to send). A slot whose attempt ended at once takes
+    /// the next message.
     fn fill(&mut self, now: Instant) -> bool {
         let ctx = Ctx {
             registry: self.poll.registry(),
@@ -162,12 +171,18 @@ impl EventLoop {
         for idle_pass in [true, false] {
             for slot in &mut self.slots {
                 while slot.is_free() && slot.is_idle() == idle_pass {
-                    let Some(msg) = self.shared.queue.pop() else {
-                        return true;
+                    let job = match self.outcomes.retries.pop_due(now) {
+                        Some(job) => job,
+                        None => match self.shared.queue.pop() {
+                            Some(msg) => Job::new(msg),
+                            None => return true,
+                        },
                     };
-                    if let Some(f) = slot.assign(Job::new(msg), &ctx, now) {
-                        finish(&self.shared, self.id, f);
-                        self.finished_any = true;
+                    let Some(job) = self.outcomes.admit(job, now) else {
+                        continue;
+                    };
+                    if let Some(f) = slot.assign(job, &ctx, now) {
+                        self.outcomes.attempt_ended(f, now);
                     }
                 }
             }
@@ -182,51 +197,162 @@ impl EventLoop {
             config: &self.shared.config,
         };
         for slot in &mut self.slots {
-            if let Some(job) = slot.abandon(&ctx) {
-                finish(&self.shared, self.id, shutdown(job));
+            if let Some(mut job) = slot.abandon(&ctx) {
+                if let (Some(breaker), Some(ticket)) =
+                    (&self.shared.config.breaker, job.ticket.take())
+                {
+                    breaker.on_neutral(ticket, self.shared.millis(Instant::now()));
+                }
+                self.outcomes.end(job, failure(FailureKind::Shutdown));
             }
         }
+        self.outcomes.fail_retries(FailureKind::Shutdown);
         while let Some(msg) = self.shared.queue.pop() {
-            finish(&self.shared, self.id, shutdown(Job::new(msg)));
+            self.outcomes
+                .end(Job::new(msg), failure(FailureKind::Shutdown));
         }
-        self.finished_any = true;
     }
 }
 
-fn shutdown(job: Job) -> Finished {
-    Finished {
-        job,
-        result: Err(Failure {
-            kind: FailureKind::Shutdown,
-            status: None,
-            cause: Cause::None,
-        }),
+fn failure(kind: FailureKind) -> Result<(), Failure> {
+    Err(Failure {
+        kind,
+        status: None,
+        cause: Cause::None,
+        retry_after: None,
+    })
+}
+
+/// How an attempt's result counts for the circuit breaker.
+enum Verdict {
+    Success,
+    Failure,
+    Neither,
+}
+
+fn verdict(result: &Result<(), Failure>) -> Verdict {
+    match result {
+        Ok(()) => Verdict::Success,
+        Err(f) => match f.kind {
+            FailureKind::Status if f.status.is_some_and(|s| s >= 500) => Verdict::Failure,
+            FailureKind::Status | FailureKind::Shutdown | FailureKind::CircuitOpen => {
+                Verdict::Neither
+            }
+            _ => Verdict::Failure,
+        },
     }
 }
 
-/// Ends a job: counts it, hands a failure to the handler, and releases its
-/// place in the system.
-fn finish(shared: &Shared, id: usize, f: Finished) {
-    let stats: &LoopStats = &shared.loops[id].0;
-    match f.result {
-        Ok(()) => {
-            stats.delivered.fetch_add(1, Ordering::SeqCst);
-        }
-        Err(failure) => {
-            if let Some(handler) = &shared.config.handler {
-                let err = NotificationError::new(
-                    f.job.msg,
-                    failure.kind,
-                    failure.status,
-                    f.job.attempts,
-                    failure.cause,
-                );
-                if catch_unwind(AssertUnwindSafe(|| handler(err))).is_err() {
-                    stats.handler_panics.fetch_add(1, Ordering::Relaxed);
+/// What the loop does with attempts that ended: the breaker's bookkeeping,
+/// retries, counting, and the error handler.
+struct Outcomes {
+    id: usize,
+    shared: Arc<Shared>,
+    retries: RetryTimers,
+    rng: fastrand::Rng,
+    finished_any: bool,
+}
+
+impl Outcomes {
+    /// Counts an attempt for `job` and asks the breaker. `None` when the
+    /// circuit refused it (the job has then ended with `CircuitOpen`).
+    fn admit(&mut self, mut job: Job, now: Instant) -> Option<Job> {
+        let retry = job.attempts > 0;
+        job.attempts += 1;
+        if let Some(breaker) = &self.shared.config.breaker {
+            match breaker.allow(self.shared.millis(now)) {
+                Some(ticket) => job.ticket = Some(ticket),
+                None => {
+                    self.end(job, failure(FailureKind::CircuitOpen));
+                    return None;
                 }
             }
-            stats.failed.fetch_add(1, Ordering::SeqCst);
+        }
+        if retry {
+            self.stats().retried.fetch_add(1, Ordering::Relaxed);
+        }
+        Some(job)
+    }
+
+    /// Records an attempt's result and either schedules a retry or ends
+    /// the job.
+    fn attempt_ended(&mut self, f: Finished, now: Instant) {
+        let Finished { mut job, result } = f;
+        if let (Some(breaker), Some(ticket)) = (&self.shared.config.breaker, job.ticket.take()) {
+            let ms = self.shared.millis(now);
+            match verdict(&result) {
+                Verdict::Success => breaker.on_success(ticket),
+                Verdict::Neither => breaker.on_neutral(ticket, ms),
+                Verdict::Failure => {
+                    let was_open = breaker.state(ms) == CircuitState::Open;
+                    breaker.on_failure(ticket, ms);
+                    if !was_open && breaker.state(ms) == CircuitState::Open {
+                        // Retries waiting on other loops must fail now, not
+                        // sleep out their backoff.
+                        self.shared.queue.wake_all();
+                    }
+                }
+            }
+        }
+        if let (Err(f), Some(retry)) = (&result, &self.shared.config.retry) {
+            if f.kind.is_retryable(f.status) {
+                if let Some(delay) = retry.next_delay(job.attempts, f.retry_after, &mut self.rng) {
+                    self.retries.push(now + delay, job);
+                    return;
+                }
+            }
+        }
+        self.end(job, result);
+    }
+
+    /// While the circuit is open, retries fail at once instead of waiting.
+    fn fail_retries_if_open(&mut self, now: Instant) {
+        if self.retries.is_empty() {
+            return;
+        }
+        if let Some(breaker) = &self.shared.config.breaker {
+            if breaker.state(self.shared.millis(now)) == CircuitState::Open {
+                self.fail_retries(FailureKind::CircuitOpen);
+            }
         }
     }
-    shared.queue.release();
+
+    fn fail_retries(&mut self, kind: FailureKind) {
+        while let Some(job) = self.retries.pop() {
+            self.end(job, failure(kind));
+        }
+    }
+
+    fn stats(&self) -> &LoopStats {
+        &self.shared.loops[self.id].0
+    }
+
+    /// Ends a job: counts it, hands a failure to the handler, and releases
+    /// its place in the system.
+    fn end(&mut self, job: Job, result: Result<(), Failure>) {
+        let shared = &*self.shared;
+        let stats = &shared.loops[self.id].0;
+        match result {
+            Ok(()) => {
+                stats.delivered.fetch_add(1, Ordering::SeqCst);
+            }
+            Err(failure) => {
+                if let Some(handler) = &shared.config.handler {
+                    let err = NotificationError::new(
+                        job.msg,
+                        failure.kind,
+                        failure.status,
+                        job.attempts,
+                        failure.cause,
+                    );
+                    if catch_unwind(AssertUnwindSafe(|| handler(err))).is_err() {
+                        stats.handler_panics.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                stats.failed.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        shared.queue.release();
+        self.finished_any = true;
+    }
 }

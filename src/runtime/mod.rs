@@ -5,3 +5,4 @@ pub(crate) mod event_loop;
 pub(crate) mod park;
 pub(crate) mod queue;
 pub(crate) mod slot;
+pub(crate) mod timers;

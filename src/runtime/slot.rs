@@ -11,7 +11,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
@@ -20,6 +20,7 @@ use crate::builder::Config;
 use crate::conn::{Conn, ConnError};
 use crate::error::{Cause, FailureKind, ProtocolError};
 use crate::message::Message;
+use crate::policy::breaker::Ticket;
 use crate::proto::response::{ResponseDecoder, Step, MAX_HEAD};
 
 /// Automatic re-sends of one attempt after a reused connection turned out
@@ -34,6 +35,8 @@ const INITIAL_BUFFER: usize = 4096;
 pub(crate) struct Job {
     pub(crate) msg: Message,
     pub(crate) attempts: u32,
+    /// The circuit breaker's admission of the attempt under way.
+    pub(crate) ticket: Option<Ticket>,
     resends: u8,
 }
 
@@ -42,6 +45,7 @@ impl Job {
         Job {
             msg,
             attempts: 0,
+            ticket: None,
             resends: 0,
         }
     }
@@ -53,6 +57,8 @@ pub(crate) struct Failure {
     pub(crate) kind: FailureKind,
     pub(crate) status: Option<u16>,
     pub(crate) cause: Cause,
+    /// The wait a 5xx's `Retry-After` asked for.
+    pub(crate) retry_after: Option<Duration>,
 }
 
 /// A job whose attempt ended.
@@ -118,6 +124,7 @@ fn fail(kind: FailureKind, status: Option<u16>, cause: Cause) -> Result<(), Fail
         kind,
         status,
         cause,
+        retry_after: None,
     })
 }
 
@@ -157,10 +164,10 @@ impl Slot {
         self.deadline
     }
 
-    /// Starts a new attempt for `job`. The slot must be free.
-    pub(crate) fn assign(&mut self, mut job: Job, ctx: &Ctx<'_>, now: Instant) -> Option<Finished> {
+    /// Starts the attempt `job` was admitted for (its `attempts` already
+    /// count it). The slot must be free.
+    pub(crate) fn assign(&mut self, job: Job, ctx: &Ctx<'_>, now: Instant) -> Option<Finished> {
         debug_assert!(self.is_free() && self.job.is_none());
-        job.attempts += 1;
         self.job = Some(job);
         self.deadline = Some(now + ctx.config.timeout);
         if self.phase == Phase::Idle {
@@ -429,10 +436,18 @@ impl Slot {
                                     let hint = Duration::from_secs(secs.saturating_sub(1));
                                     self.idle_limit = self.idle_limit.min(hint);
                                 }
-                                let result = if (200..300).contains(&head.status) {
-                                    Ok(())
-                                } else {
-                                    fail(FailureKind::Status, Some(head.status), Cause::None)
+                                let result = match head.status {
+                                    200..=299 => Ok(()),
+                                    status => Err(Failure {
+                                        kind: FailureKind::Status,
+                                        status: Some(status),
+                                        cause: Cause::None,
+                                        // Only a 5xx's Retry-After is heeded.
+                                        retry_after: head
+                                            .retry_after
+                                            .filter(|_| status >= 500)
+                                            .map(|r| r.delay(SystemTime::now())),
+                                    }),
                                 };
                                 finished = self.end_job(result);
                             }

@@ -412,3 +412,15 @@ fn started_tracks_any_response_byte() {
     assert_eq!(d.decode(b"H").unwrap(), (0, Step::NeedMore));
     assert!(d.started() && !d.has_head());
 }
+
+#[test]
+fn retry_after_is_reported_and_bad_values_ignored() {
+    let o = whole(b"HTTP/1.1 503 Busy\r\nRetry-After: 7\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(o.heads[0].retry_after, Some(RetryAfter::Seconds(7)));
+    let o = whole(b"HTTP/1.1 503 Busy\r\nRetry-After: soon\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(o.heads[0].retry_after, None);
+    let o = whole(
+        b"HTTP/1.1 503 Busy\r\nRetry-After: Wed, 21 Oct 2015 07:28:00 GMT\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert!(matches!(o.heads[0].retry_after, Some(RetryAfter::Date(_))));
+}
