@@ -111,6 +111,7 @@ impl EventLoop {
             .chain(shutdown_at)
             .min();
         let timeout = next.map(|at| at.saturating_duration_since(now));
+        self.outcomes.tell_flush_waiters();
         let polled = self.poll.poll(events, timeout);
         if parked {
             self.shared.queue.unpark(self.outcomes.id);
@@ -139,9 +140,7 @@ impl EventLoop {
                 }
             }
         }
-        if std::mem::take(&mut self.outcomes.finished_any) {
-            self.shared.queue.notify_flush_waiters();
-        }
+        self.outcomes.tell_flush_waiters();
     }
 
     /// Acts on passed deadlines.
@@ -318,8 +317,19 @@ impl Outcomes {
     }
 
     fn fail_retries(&mut self, kind: FailureKind) {
-        while let Some(job) = self.retries.pop() {
+        while let Some(mut job) = self.retries.pop() {
+            if kind == FailureKind::CircuitOpen {
+                // The retry the open circuit refuses is an attempt too.
+                job.attempts += 1;
+            }
             self.end(job, failure(kind));
+        }
+    }
+
+    /// Wakes `flush` callers when messages ended since the last call.
+    fn tell_flush_waiters(&mut self) {
+        if std::mem::take(&mut self.finished_any) {
+            self.shared.queue.notify_flush_waiters();
         }
     }
 
