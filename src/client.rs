@@ -128,11 +128,24 @@ impl Client {
             return;
         }
         let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
+        let cores = if self.shared.config.pin_threads {
+            core_affinity::get_core_ids().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         for (id, (poll, slots)) in pending.drain(..).enumerate() {
             let event_loop = EventLoop::new(id, poll, Arc::clone(&self.shared), slots);
+            let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
             let handle = std::thread::Builder::new()
                 .name(format!("notifier-{id}"))
-                .spawn(move || event_loop.run())
+                .spawn(move || {
+                    if let Some(core) = core {
+                        // Unpinned is the documented fallback when the
+                        // platform refuses.
+                        let _pinned: bool = core_affinity::set_for_current(core);
+                    }
+                    event_loop.run()
+                })
                 .expect("cannot spawn an event-loop thread");
             threads.push(handle);
         }
@@ -252,6 +265,7 @@ impl Client {
             failed: 0,
             retried: 0,
             rejected: q.rejected(),
+            wakeups: q.wakeups(),
             handler_panics: 0,
             queued,
             in_flight: q.in_system().saturating_sub(queued),

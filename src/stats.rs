@@ -23,6 +23,11 @@ pub struct Stats {
     pub retried: u64,
     /// `notify` calls refused with `QueueFull`.
     pub rejected: u64,
+    /// `notify` calls that had to wake a parked event loop, one `eventfd`
+    /// write each: the only syscall `notify` makes. Far below `accepted`
+    /// while the client is busy; with [`Builder::spin`](crate::Builder::spin)
+    /// it stays low under light load too.
+    pub wakeups: u64,
     /// Error-handler calls that panicked (caught; the loop went on).
     pub handler_panics: u64,
     /// Messages waiting in the queue. The bound is on queued plus in

@@ -38,6 +38,9 @@ pub(crate) struct EventLoop {
     shared: Arc<Shared>,
     slots: Vec<Slot>,
     outcomes: Outcomes,
+    /// When the loop last found something to do; it spins (busy-polls)
+    /// until `config.spin` after that before it parks.
+    busy_at: Instant,
 }
 
 impl EventLoop {
@@ -53,6 +56,7 @@ impl EventLoop {
                 finished_any: false,
             },
             shared,
+            busy_at: Instant::now(),
         }
     }
 
@@ -79,6 +83,13 @@ impl EventLoop {
             if stopping && self.shared.queue.in_system() == 0 {
                 break;
             }
+            if free && now.saturating_duration_since(self.busy_at) < self.shared.config.spin {
+                // Spinning: look at the sockets without blocking, then at
+                // the queue again; producers never need to wake this loop.
+                std::hint::spin_loop();
+                self.wait(&mut events, now, Some(now), false);
+                continue;
+            }
             // A free slot may have met a message queued after `fill`
             // looked: `park` checks the queue again.
             let parked = free && self.shared.queue.park(id);
@@ -95,20 +106,15 @@ impl EventLoop {
         }
     }
 
-    /// Polls until an event or the next deadline, then handles the events.
-    fn wait(
-        &mut self,
-        events: &mut Events,
-        now: Instant,
-        shutdown_at: Option<Instant>,
-        parked: bool,
-    ) {
+    /// Polls until an event or the next deadline (or `wake_by`), then
+    /// handles the events.
+    fn wait(&mut self, events: &mut Events, now: Instant, wake_by: Option<Instant>, parked: bool) {
         let next = self
             .slots
             .iter()
             .filter_map(Slot::deadline)
             .chain(self.outcomes.retries.next_due())
-            .chain(shutdown_at)
+            .chain(wake_by)
             .min();
         let timeout = next.map(|at| at.saturating_duration_since(now));
         self.outcomes.tell_flush_waiters();
@@ -125,6 +131,9 @@ impl EventLoop {
             return;
         }
         let now = Instant::now();
+        if !events.is_empty() {
+            self.busy_at = now;
+        }
         let ctx = Ctx {
             registry: self.poll.registry(),
             config: &self.shared.config,
@@ -177,6 +186,7 @@ impl EventLoop {
                             None => return true,
                         },
                     };
+                    self.busy_at = now;
                     let Some(job) = self.outcomes.admit(job, now) else {
                         continue;
                     };

@@ -51,6 +51,8 @@ pub(crate) struct Queue {
     capacity: usize,
     intake: Padded<Intake>,
     rejected: Padded<AtomicU64>,
+    /// `notify` calls that woke a parked loop.
+    wakeups: Padded<AtomicU64>,
     state: AtomicU8,
     parking: Parking,
     wakers: Box<[mio::Waker]>,
@@ -69,6 +71,7 @@ impl Queue {
             capacity,
             intake: Padded::default(),
             rejected: Padded::default(),
+            wakeups: Padded::default(),
             state: AtomicU8::new(NEW),
             parking: Parking::new(wakers.len()),
             wakers: wakers.into_boxed_slice(),
@@ -105,6 +108,7 @@ impl Queue {
             return Err((Refused::Full, msg));
         }
         if let Some(id) = self.parking.after_push() {
+            self.wakeups.0.fetch_add(1, Ordering::Relaxed);
             wake(&self.wakers[id]);
         }
         Ok(())
@@ -151,6 +155,10 @@ impl Queue {
 
     pub(crate) fn accepted(&self) -> u64 {
         self.intake.0.accepted.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn wakeups(&self) -> u64 {
+        self.wakeups.0.load(Ordering::Relaxed)
     }
 
     pub(crate) fn rejected(&self) -> u64 {

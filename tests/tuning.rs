@@ -1,0 +1,117 @@
+//! The knobs for latency: `notify` wakes a loop only when one is parked,
+//! `spin` keeps loops from parking, `pin_threads` pins them to cores.
+
+mod support;
+
+use std::thread;
+use std::time::Duration;
+
+use notifier::{Builder, Client};
+use support::{assert_all_delivered, msg, notify_all, Failures, Server};
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn started(builder: Builder) -> (Client, Failures) {
+    support::started(builder)
+}
+
+/// Sends `n` messages one at a time, each after the previous one was
+/// delivered and a short pause, so a loop that parks when idle is parked
+/// at every `notify`.
+fn send_paced(client: &Client, n: usize) {
+    for i in 0..n {
+        client.notify(msg(i)).expect("notify");
+        assert!(client.flush(LONG), "flush timed out");
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn busy_loops_are_not_woken() {
+    const N: usize = 20_000;
+    let server = Server::no_content();
+    let (client, failures) = started(Client::builder(&server.url()));
+    notify_all(&client, 0..N);
+    client.stop();
+    let wakeups = client.stats().wakeups;
+    assert_all_delivered(&client, &failures, &server, N);
+    assert!(
+        wakeups <= (N / 10) as u64,
+        "{wakeups} wake-ups for {N} back-to-back messages: notify woke busy loops"
+    );
+}
+
+#[test]
+fn parked_loops_are_woken_once_per_idle_notify() {
+    const N: usize = 50;
+    let server = Server::no_content();
+    let (client, failures) = started(Client::builder(&server.url()).threads(1));
+    send_paced(&client, N);
+    client.stop();
+    let wakeups = client.stats().wakeups;
+    assert_all_delivered(&client, &failures, &server, N);
+    assert!(
+        wakeups >= (N / 2) as u64 && wakeups <= N as u64,
+        "{wakeups} wake-ups for {N} messages sent to an idle loop"
+    );
+}
+
+#[test]
+fn spinning_loops_need_no_wake_ups() {
+    const N: usize = 50;
+    let server = Server::no_content();
+    let (client, failures) = started(
+        Client::builder(&server.url())
+            .threads(1)
+            .spin(Duration::from_secs(30)),
+    );
+    send_paced(&client, N);
+    client.stop();
+    let wakeups = client.stats().wakeups;
+    assert_all_delivered(&client, &failures, &server, N);
+    // Only the first notify can find the loop parked (before its first
+    // message it has never been busy).
+    assert!(wakeups <= 1, "{wakeups} wake-ups while the loop spins");
+}
+
+/// The CPUs a thread of this process named `name` may run on, from procfs.
+fn cpus_allowed(name: &str) -> Option<String> {
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let dir = task.ok()?.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+        if comm.trim_end() != name {
+            continue;
+        }
+        let status = std::fs::read_to_string(dir.join("status")).ok()?;
+        return status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .map(|v| v.trim().to_owned());
+    }
+    None
+}
+
+#[test]
+fn pinned_loops_run_on_one_core_each() {
+    if !cfg!(target_os = "linux") {
+        return;
+    }
+    // Tests in this binary run at once; only this one has a third loop, so
+    // the thread named `notifier-2` is this client's.
+    let server = Server::no_content();
+    let (client, failures) = started(
+        Client::builder(&server.url())
+            .workers(3)
+            .threads(3)
+            .pin_threads(true),
+    );
+    notify_all(&client, 0..100);
+    assert!(client.flush(LONG));
+    let allowed = cpus_allowed("notifier-2").expect("loop thread notifier-2 in /proc");
+    client.stop();
+    assert_all_delivered(&client, &failures, &server, 100);
+    assert!(
+        allowed.parse::<usize>().is_ok(),
+        "a pinned loop may run on {allowed:?}, not on one core"
+    );
+}
