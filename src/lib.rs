@@ -49,6 +49,7 @@
 //! (custom roots, client certificates); there is no switch that turns
 //! verification off.
 
+mod bench;
 mod builder;
 mod client;
 mod conn;
@@ -69,6 +70,9 @@ pub use client::Client;
 pub use error::{BuildError, FailureKind, NotificationError, NotifyError, ProtocolError};
 pub use message::Message;
 #[doc(hidden)]
-pub use policy::__bench;
+pub mod __bench {
+    //! Internals for `benches/`; not public API.
+    pub use crate::bench::*;
+}
 pub use policy::{CircuitBreakerConfig, CircuitState, RetryConfig};
 pub use stats::Stats;

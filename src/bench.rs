@@ -1,0 +1,81 @@
+//! Internals opened for the benchmarks in `benches/` only. Not public API:
+//! no semver guarantee, hidden from the docs.
+
+use std::time::Duration;
+
+use crate::policy::breaker::Breaker as Inner;
+use crate::policy::CircuitBreakerConfig;
+use crate::proto::request::RequestEncoder;
+use crate::proto::response::{ResponseDecoder, Step};
+
+/// The shared circuit breaker, wrapped for the benchmarks.
+#[derive(Debug)]
+pub struct Breaker(Inner);
+
+impl Breaker {
+    /// A closed breaker with this threshold and reset timeout.
+    pub fn new(failure_threshold: u32, reset_timeout: Duration) -> Breaker {
+        let config = CircuitBreakerConfig::default()
+            .failure_threshold(failure_threshold)
+            .reset_timeout(reset_timeout);
+        Breaker(Inner::new(&config))
+    }
+
+    /// One attempt's breaker traffic at `now_ms`: asks to go, then
+    /// records the outcome. Returns whether the attempt was allowed.
+    #[inline]
+    pub fn check_and_record(&self, now_ms: u64, success: bool) -> bool {
+        match self.0.allow(now_ms) {
+            Some(ticket) if success => {
+                self.0.on_success(ticket);
+                true
+            }
+            Some(ticket) => {
+                self.0.on_failure(ticket, now_ms);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Encodes the request for a `body` to `http://127.0.0.1:8080/notify` with
+/// the default content type into `out` (cleared first), as a connection
+/// hands it to the socket.
+pub fn encode_request_into(out: &mut Vec<u8>, body: &[u8]) {
+    thread_local! {
+        static ENCODER: RequestEncoder = RequestEncoder::new(
+            "/notify",
+            "127.0.0.1:8080",
+            crate::DEFAULT_CONTENT_TYPE,
+            &[],
+        );
+    }
+    out.clear();
+    ENCODER.with(|encoder| {
+        let head = encoder.head(body.len());
+        let request = head.with_body(body);
+        let mut slices = [std::io::IoSlice::new(&[]); 3];
+        let n = request.slices_from(0, &mut slices);
+        for slice in &slices[..n] {
+            out.extend_from_slice(slice);
+        }
+    });
+}
+
+/// Decodes one whole response; the final status when it completes.
+pub fn decode_response(bytes: &[u8]) -> Option<u16> {
+    let mut decoder = ResponseDecoder::default();
+    let mut rest = bytes;
+    let mut status = None;
+    loop {
+        let (used, step) = decoder.decode(rest).ok()?;
+        rest = &rest[used..];
+        match step {
+            Step::Head(head) => status = Some(head.status),
+            Step::Done { .. } => return status,
+            Step::NeedMore if used > 0 && !rest.is_empty() => {}
+            Step::NeedMore => return None,
+        }
+    }
+}
