@@ -1,0 +1,554 @@
+//! The `notify` example (`examples/notify.rs`), run as a program against the
+//! scripted loopback server: every line arrives once with the headers and
+//! content type asked for, bad arguments give status 2 and the usage,
+//! failures give status 1 and are printed, and SIGTERM stops gracefully.
+//!
+//! The example is built once with `cargo build --example notify` (a no-op
+//! after `cargo test`, which builds the examples) and run from
+//! `$CARGO_TARGET_DIR` or `target/`, under `debug/examples/`. Every wait on a
+//! child process is bounded; a child still running when its test ends is
+//! killed.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::{assert_each_id_once, msg, response, wait_until, Action, Server};
+
+/// The longest `cargo build --example notify` may take.
+const BUILD_TIMEOUT: Duration = Duration::from_secs(600);
+/// The longest one run of the example may take.
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Builds the example once per test binary and returns its path.
+fn notify_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
+        let child = Command::new(cargo)
+            .args(["build", "--example", "notify"])
+            .current_dir(manifest)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run cargo build --example notify");
+        let built = Running::from_child(child).wait(BUILD_TIMEOUT);
+        assert!(
+            built.status.success(),
+            "cargo build --example notify failed:\n{}",
+            built.stderr
+        );
+        // Cargo resolves a relative CARGO_TARGET_DIR against its working
+        // directory, the manifest's here.
+        let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| manifest.join("target"), |dir| manifest.join(dir));
+        let bin = target_dir
+            .join("debug")
+            .join("examples")
+            .join(format!("notify{}", std::env::consts::EXE_SUFFIX));
+        assert!(bin.is_file(), "no example binary at {}", bin.display());
+        bin
+    })
+}
+
+/// Output read from a child's pipe on a thread of its own.
+struct Capture {
+    text: Arc<Mutex<Vec<u8>>>,
+    eof: Receiver<()>,
+}
+
+impl Capture {
+    fn start(mut pipe: impl Read + Send + 'static) -> Capture {
+        let text = Arc::new(Mutex::new(Vec::new()));
+        let (tx, eof) = mpsc::channel();
+        let sink = Arc::clone(&text);
+        thread::spawn(move || {
+            let mut chunk = [0u8; 8192];
+            while let Ok(n @ 1..) = pipe.read(&mut chunk) {
+                sink.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend_from_slice(&chunk[..n]);
+            }
+            drop(tx);
+        });
+        Capture { text, eof }
+    }
+
+    /// What was read so far, as lossy UTF-8.
+    fn so_far(&self) -> String {
+        let text = self.text.lock().unwrap_or_else(|e| e.into_inner());
+        String::from_utf8_lossy(&text).into_owned()
+    }
+
+    /// Everything, once the pipe closed (or what came within `timeout`).
+    fn finish(self, timeout: Duration) -> String {
+        let _ = self.eof.recv_timeout(timeout);
+        self.so_far()
+    }
+}
+
+/// How a child ended, with what it printed.
+#[derive(Debug)]
+struct Output {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Output {
+    /// The exit code; panics, showing stderr, when there is none (killed by
+    /// a signal).
+    fn code(&self) -> i32 {
+        self.status
+            .code()
+            .unwrap_or_else(|| panic!("no exit code ({}); stderr:\n{}", self.status, self.stderr))
+    }
+
+    /// The number on the summary line labelled `label`.
+    fn summary(&self, label: &str) -> u64 {
+        let summary = self
+            .stderr
+            .split_once("notify: summary\n")
+            .unwrap_or_else(|| panic!("no summary in stderr:\n{}", self.stderr))
+            .1;
+        summary
+            .lines()
+            .find_map(|line| {
+                let rest = line.trim_start().strip_prefix(label)?;
+                rest.starts_with(' ').then_some(rest)
+            })
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {label:?} in the summary:\n{summary}"))
+    }
+}
+
+/// A child process with its pipes; killed if dropped before it ended.
+struct Running {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Option<Capture>,
+    stderr: Option<Capture>,
+    /// Keeps stdin open while set (see [`Running::feed`]).
+    hold: Option<mpsc::Sender<()>>,
+    waited: bool,
+}
+
+impl Running {
+    /// Starts the example with `args`, every standard stream piped.
+    fn notify(args: &[&str]) -> Running {
+        let child = Command::new(notify_bin())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the notify example");
+        Running::from_child(child)
+    }
+
+    fn from_child(mut child: Child) -> Running {
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().map(Capture::start);
+        let stderr = child.stderr.take().map(Capture::start);
+        Running {
+            child,
+            stdin,
+            stdout,
+            stderr,
+            hold: None,
+            waited: false,
+        }
+    }
+
+    /// Writes `input` to the child's stdin on a thread, since the child may
+    /// stop reading early (a usage error, a signal); then closes stdin, or
+    /// with `keep_open` holds it open until the child has ended.
+    fn feed(&mut self, input: &[u8], keep_open: bool) {
+        let Some(mut stdin) = self.stdin.take() else {
+            return;
+        };
+        let input = input.to_vec();
+        let (hold, release) = mpsc::channel::<()>();
+        if keep_open {
+            self.hold = Some(hold);
+        }
+        thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+            // Returns when `hold` is dropped: at once unless kept.
+            let _ = release.recv();
+        });
+    }
+
+    /// What the child wrote on stderr so far.
+    fn stderr_so_far(&self) -> String {
+        self.stderr
+            .as_ref()
+            .map_or_else(String::new, Capture::so_far)
+    }
+
+    /// Sends `signal` (a name such as `TERM`) to the child.
+    #[cfg(unix)]
+    fn signal(&self, signal: &str) {
+        let status = Command::new("sh")
+            .args(["-c", r#"kill -s "$0" "$1""#, signal])
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -s {signal} failed: {status}");
+    }
+
+    /// Waits for the child to end, for at most `timeout`: past it the child
+    /// is killed and the test fails, showing its stderr.
+    fn wait(mut self, timeout: Duration) -> Output {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("poll the child") {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                self.waited = true;
+                panic!(
+                    "still running after {timeout:?}; stderr so far:\n{}",
+                    self.stderr_so_far()
+                );
+            }
+            thread::sleep(Duration::from_millis(5));
+        };
+        self.waited = true;
+        drop(self.stdin.take());
+        drop(self.hold.take());
+        let pipes = Duration::from_secs(5);
+        Output {
+            status,
+            stdout: self
+                .stdout
+                .take()
+                .map_or_else(String::new, |c| c.finish(pipes)),
+            stderr: self
+                .stderr
+                .take()
+                .map_or_else(String::new, |c| c.finish(pipes)),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if !self.waited {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs the example with `args` on `input` (stdin closed after it) and
+/// waits for it to end.
+fn run_notify(args: &[&str], input: &[u8]) -> Output {
+    let mut running = Running::notify(args);
+    running.feed(input, false);
+    running.wait(RUN_TIMEOUT)
+}
+
+/// `msg(0)..msg(n)`, one per line.
+fn numbered_lines(n: usize) -> Vec<u8> {
+    (0..n)
+        .flat_map(|i| format!("{}\n", msg(i)).into_bytes())
+        .collect()
+}
+
+#[test]
+fn every_line_arrives_once_with_the_headers_and_content_type() {
+    const N: usize = 1000;
+    let server = Server::no_content();
+    let url = server.url();
+    // A small queue: the example meets QueueFull and has to wait.
+    let out = run_notify(
+        &[
+            "--url",
+            &url,
+            "--workers",
+            "4",
+            "--queue",
+            "8",
+            "--timeout",
+            "20",
+            "--header",
+            "X-Token: secret",
+            "--header=X-Trace:  a b\t",
+            "--content-type",
+            "application/x-ndjson",
+        ],
+        &numbered_lines(N),
+    );
+    assert_eq!(out.code(), 0, "stderr:\n{}", out.stderr);
+    assert_eq!(out.stdout, "");
+    assert!(!out.stderr.contains("not delivered"), "{}", out.stderr);
+    for (label, value) in [
+        ("lines read", N),
+        ("empty, skipped", 0),
+        ("sent", N),
+        ("delivered", N),
+        ("failed", 0),
+        ("not sent", 0),
+    ] {
+        assert_eq!(out.summary(label), value as u64, "{label}:\n{}", out.stderr);
+    }
+
+    let requests = server.requests();
+    assert_each_id_once(&requests, N);
+    for request in &requests {
+        assert_eq!(request.method, "POST");
+        assert_eq!(request.target, "/notify");
+        assert_eq!(request.header_count("content-type"), 1, "{request:?}");
+        assert_eq!(request.header("content-type"), Some("application/x-ndjson"));
+        assert_eq!(request.header("x-token"), Some("secret"));
+        assert_eq!(request.header("x-trace"), Some("a b"));
+        assert_eq!(request.header("host"), Some(server.authority().as_str()));
+    }
+}
+
+#[test]
+fn line_endings_are_stripped_empty_lines_skipped_and_bytes_sent_as_they_are() {
+    let server = Server::no_content();
+    let url = server.url();
+    let input: &[u8] =
+        b"first\n\nsecond\r\n\xff\xfe not UTF-8\n\r\ninner\rcarriage return\nlast, no newline";
+    // One worker: bodies arrive in input order.
+    let out = run_notify(&["--url", &url, "--workers", "1"], input);
+    assert_eq!(out.code(), 0, "stderr:\n{}", out.stderr);
+    let bodies: Vec<Vec<u8>> = server.requests().into_iter().map(|r| r.body).collect();
+    let expected: [&[u8]; 5] = [
+        b"first",
+        b"second",
+        b"\xff\xfe not UTF-8",
+        b"inner\rcarriage return",
+        b"last, no newline",
+    ];
+    assert_eq!(bodies, expected);
+    assert_eq!(out.summary("lines read"), 7, "{}", out.stderr);
+    assert_eq!(out.summary("empty, skipped"), 2, "{}", out.stderr);
+    assert_eq!(out.summary("delivered"), 5, "{}", out.stderr);
+    let requests = server.requests();
+    assert_eq!(
+        requests[0].header("content-type"),
+        Some("text/plain; charset=utf-8"),
+        "the library's default"
+    );
+}
+
+#[test]
+fn bad_arguments_exit_2_with_the_usage() {
+    let server = Server::no_content();
+    let url = server.url();
+    let url = url.as_str();
+    let cases: &[(&[&str], &str)] = &[
+        (&[], "--url is required"),
+        (&["--url", "ftp://example.com/"], "unsupported URL scheme"),
+        (&["--url", "http://"], "invalid endpoint URL"),
+        (&["--url", "not a url"], "URL"),
+        (&["--url", ""], "URL is empty"),
+        (&["--url", url, "--url", url], "more than once"),
+        (&["--url", url, "--bogus"], "unknown option \"--bogus\""),
+        (&["--url", url, "stray"], "unexpected argument \"stray\""),
+        (&["--url", url, "--workers"], "--workers needs a value"),
+        (&["--url", url, "--workers", "ten"], "not a whole number"),
+        (&["--url", url, "--workers", "0"], "at least 1"),
+        (&["--url", url, "--queue", "-1"], "not a whole number"),
+        (&["--url", url, "--retry", "0"], "at least 1"),
+        (&["--url", url, "--timeout", "soon"], "seconds"),
+        (&["--url", url, "--timeout", "0"], "seconds"),
+        (&["--url", url, "--timeout=-1"], "seconds"),
+        (
+            &["--url", url, "--header", "no colon"],
+            "expected 'Name: value'",
+        ),
+        (
+            &["--url", url, "--header", ": value"],
+            "expected 'Name: value'",
+        ),
+        (&["--url", url, "--header", "Bad Name: x"], "invalid header"),
+        (
+            &["--url", url, "--header", "Content-Length: 5"],
+            "invalid header",
+        ),
+        (
+            &["--url", url, "--content-type", "a\r\nb: c"],
+            "invalid header",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = run_notify(args, b"must not be sent\n");
+        assert_eq!(out.code(), 2, "{args:?}: stderr:\n{}", out.stderr);
+        assert!(
+            out.stderr.contains(expected),
+            "{args:?}: expected {expected:?} in stderr:\n{}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains("usage: notify --url URL"),
+            "{args:?}: no usage in stderr:\n{}",
+            out.stderr
+        );
+        assert_eq!(out.stdout, "", "{args:?}");
+    }
+    assert_eq!(
+        server.request_count(),
+        0,
+        "a bad command line sent something"
+    );
+
+    let help = run_notify(&["--help"], b"");
+    assert_eq!(help.code(), 0, "{}", help.stderr);
+    assert!(
+        help.stdout.starts_with("usage: notify --url URL"),
+        "{help:?}"
+    );
+}
+
+#[test]
+fn a_failing_server_gives_status_1_and_each_failure_on_stderr() {
+    let server = Server::always(Action::Reply(response(
+        500,
+        "Internal Server Error",
+        &[],
+        b"down",
+    )));
+    let url = server.url();
+    let long = "x".repeat(500);
+    let input = format!("{}\n{}\n{}\n{long}\n", msg(0), msg(1), msg(2));
+    let out = run_notify(&["--url", &url, "--retry", "2"], input.as_bytes());
+    assert_eq!(out.code(), 1, "stderr:\n{}", out.stderr);
+    let failures: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("notify: not delivered: "))
+        .collect();
+    assert_eq!(failures.len(), 4, "stderr:\n{}", out.stderr);
+    for i in 0..3 {
+        let line = failures
+            .iter()
+            .find(|l| l.contains(&format!("\"{}\"", msg(i))))
+            .unwrap_or_else(|| panic!("no failure for {}:\n{}", msg(i), out.stderr));
+        assert!(
+            line.contains("server answered 500") && line.contains("(2 attempts)"),
+            "{line}"
+        );
+        assert!(line.ends_with("[kind Status, status 500]"), "{line}");
+    }
+    // The long message is cut, and its length given.
+    let cut = format!("\"{}\"… (500 bytes)", "x".repeat(80));
+    assert!(
+        failures.iter().any(|l| l.contains(&cut)),
+        "stderr:\n{}",
+        out.stderr
+    );
+    assert_eq!(out.summary("sent"), 4, "{}", out.stderr);
+    assert_eq!(out.summary("delivered"), 0, "{}", out.stderr);
+    assert_eq!(out.summary("failed"), 4, "{}", out.stderr);
+    assert_eq!(out.summary("retries"), 4, "{}", out.stderr);
+    assert_eq!(server.request_count(), 8, "two attempts each");
+}
+
+#[test]
+fn an_unreachable_server_gives_status_1() {
+    // Bound, then closed: nothing listens on the port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("http://127.0.0.1:{port}/");
+    let out = run_notify(&["--url", &url, "--timeout", "5"], b"one\ntwo\n");
+    assert_eq!(out.code(), 1, "stderr:\n{}", out.stderr);
+    assert_eq!(out.summary("failed"), 2, "{}", out.stderr);
+    assert!(out.stderr.contains("[kind Connect]"), "{}", out.stderr);
+}
+
+/// SIGTERM while stdin is still open and responses are slow: the example
+/// stops reading (the blocked read is left behind), delivers everything it
+/// had accepted, prints the summary and exits.
+#[cfg(unix)]
+#[test]
+fn sigterm_delivers_what_was_accepted_then_exits() {
+    const N: usize = 20;
+    let server = Server::start(|_, _| {
+        thread::sleep(Duration::from_millis(100));
+        Action::no_content()
+    });
+    let url = server.url();
+    let mut running = Running::notify(&["--url", &url, "--workers", "2"]);
+    running.feed(&numbered_lines(N), true);
+    // The first request means the signal handlers are in place.
+    assert!(
+        server.wait_for_requests(1, RUN_TIMEOUT),
+        "no request; stderr:\n{}",
+        running.stderr_so_far()
+    );
+    running.signal("TERM");
+    let out = running.wait(RUN_TIMEOUT);
+
+    assert!(out.stderr.contains("notify: interrupted"), "{}", out.stderr);
+    let (sent, delivered, unsent) = (
+        out.summary("sent"),
+        out.summary("delivered"),
+        out.summary("not sent"),
+    );
+    assert_eq!(
+        delivered, sent,
+        "everything accepted is delivered:\n{}",
+        out.stderr
+    );
+    assert_eq!(out.summary("failed"), 0, "{}", out.stderr);
+    assert_eq!(out.summary("lines read"), sent + unsent, "{}", out.stderr);
+    assert!(sent >= 1, "{}", out.stderr);
+    assert_eq!(
+        out.code(),
+        if unsent == 0 { 0 } else { 1 },
+        "{}",
+        out.stderr
+    );
+    let requests = server.requests();
+    assert_eq!(requests.len() as u64, delivered);
+    let mut ids: Vec<usize> = requests.iter().map(|r| support::id_of(&r.body)).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len() as u64, delivered, "each delivered once");
+    assert!(ids.iter().all(|&id| id < N));
+}
+
+/// A second signal during the graceful stop exits at once with status 1,
+/// abandoning what the server never answered.
+#[cfg(unix)]
+#[test]
+fn a_second_signal_exits_at_once() {
+    let server = Server::stalled();
+    let url = server.url();
+    let mut running = Running::notify(&["--url", &url, "--timeout", "600"]);
+    running.feed(b"a\nb\nc\n", true);
+    assert!(
+        server.wait_for_requests(1, RUN_TIMEOUT),
+        "no request; stderr:\n{}",
+        running.stderr_so_far()
+    );
+    running.signal("INT");
+    assert!(
+        wait_until(RUN_TIMEOUT, || running
+            .stderr_so_far()
+            .contains("notify: interrupted")),
+        "the first signal was not handled; stderr:\n{}",
+        running.stderr_so_far()
+    );
+    running.signal("INT");
+    let out = running.wait(Duration::from_secs(20));
+    assert_eq!(out.code(), 1, "stderr:\n{}", out.stderr);
+    assert!(!out.stderr.contains("notify: summary"), "{}", out.stderr);
+}
