@@ -27,6 +27,13 @@ use crate::proto::response::{ResponseDecoder, Step, MAX_HEAD};
 /// dead before it took any byte (SPEC §3.7a).
 const MAX_RESENDS: u8 = 5;
 
+/// A connection idle longer than this is checked for a pending end of
+/// stream (one non-blocking read) before it carries a request. Hot
+/// connections skip the check; cold ones are where servers' keep-alive
+/// timeouts strike, and a request written into a closing connection fails
+/// (§3.7b) rather than being re-sent.
+const STALE_CHECK_AFTER: Duration = Duration::from_millis(100);
+
 /// First size of a slot's read buffer; it grows up to the head limit.
 const INITIAL_BUFFER: usize = 4096;
 
@@ -103,6 +110,8 @@ pub(crate) struct Slot {
     deadline: Option<Instant>,
     /// The connection has carried a complete exchange before.
     reused: bool,
+    /// When the connection last became idle.
+    idle_since: Instant,
     /// An event reported the peer's end of stream: read to EOF even after
     /// a short read.
     read_closed: bool,
@@ -137,6 +146,7 @@ impl Slot {
             job: None,
             deadline: None,
             reused: false,
+            idle_since: Instant::now(),
             read_closed: false,
             idle_limit: Duration::ZERO,
             written: 0,
@@ -170,11 +180,30 @@ impl Slot {
         debug_assert!(self.is_free() && self.job.is_none());
         self.job = Some(job);
         self.deadline = Some(now + ctx.config.timeout);
-        if self.phase == Phase::Idle {
+        if self.phase == Phase::Idle && self.still_open(ctx, now) {
             self.begin_request();
             return self.progress(ctx, now);
         }
         self.connect(ctx)
+    }
+
+    /// Whether an idle connection can carry a request: a cold one must not
+    /// have an end of stream (or stray bytes) waiting whose event the loop
+    /// has not handled yet.
+    fn still_open(&mut self, ctx: &Ctx<'_>, now: Instant) -> bool {
+        if now.saturating_duration_since(self.idle_since) < STALE_CHECK_AFTER {
+            return true;
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return false;
+        };
+        match conn.read(&mut self.buf) {
+            Err(ConnError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => true,
+            _ => {
+                self.close(ctx.registry);
+                false
+            }
+        }
     }
 
     /// Makes what progress the socket allows; `read_closed` when the event
@@ -453,8 +482,12 @@ impl Slot {
                             }
                             Step::Done { reuse } => {
                                 let clean = self.start == self.end;
-                                if reuse && clean && !self.idle_limit.is_zero() {
+                                // A peer end of stream that came with the last bytes brings no
+                                // further event: such a connection is not kept.
+                                if reuse && clean && !self.read_closed && !self.idle_limit.is_zero()
+                                {
                                     self.phase = Phase::Idle;
+                                    self.idle_since = now;
                                     self.reused = true;
                                     self.deadline = Some(now + self.idle_limit);
                                     self.start = 0;

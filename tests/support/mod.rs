@@ -66,6 +66,8 @@ pub(crate) struct Request {
     pub(crate) body: Vec<u8>,
     /// The index of the connection it came on, in accept order from 0.
     pub(crate) conn: usize,
+    /// When its last byte had arrived (when it was parsed).
+    pub(crate) received: Instant,
 }
 
 impl Request {
@@ -110,6 +112,24 @@ pub(crate) enum Action {
     /// Never answer; keep reading (and discarding) until the client closes.
     Stall,
     /// Close the connection without answering.
+    Close,
+    /// Take these steps in order, then keep the connection for the next
+    /// request, unless a step closed it or a write failed.
+    Steps(Vec<Step>),
+}
+
+/// One step of an [`Action::Steps`] answer.
+#[derive(Debug, Clone)]
+pub(crate) enum Step {
+    /// Write these bytes at once.
+    Write(Vec<u8>),
+    /// Write these bytes one at a time, flushing and waiting `pause` after
+    /// each.
+    Trickle { bytes: Vec<u8>, pause: Duration },
+    /// Wait this long (the connection sits idle, as the client sees it).
+    Pause(Duration),
+    /// Close gracefully (FIN, then read until the client's EOF); ends the
+    /// steps.
     Close,
 }
 
@@ -162,6 +182,8 @@ struct Shared {
     script: Box<Script>,
     idle_close: Option<Duration>,
     upgrade: Option<Box<Upgrade>>,
+    /// With a raw script, each connection is handed to it whole instead.
+    raw: Option<Box<RawScript>>,
     stop: AtomicBool,
     requests: Mutex<Vec<Request>>,
     next_request: AtomicUsize,
@@ -223,6 +245,29 @@ impl Server {
         idle_close: Option<Duration>,
         upgrade: Option<Box<Upgrade>>,
     ) -> Server {
+        Server::launch(script, idle_close, upgrade, None)
+    }
+
+    /// Starts a plain `http` server that hands every accepted connection,
+    /// on its own thread, to `script` (see [`RawConn`]): for what an
+    /// [`Action`] cannot say, such as resetting a connection or never
+    /// reading from it. Nothing is recorded unless the script says so
+    /// ([`RawConn::record`]).
+    pub(crate) fn start_raw(script: impl Fn(RawConn<'_>) + Send + Sync + 'static) -> Server {
+        Server::launch(
+            Box::new(|_, _| Action::Close),
+            None,
+            None,
+            Some(Box::new(script)),
+        )
+    }
+
+    fn launch(
+        script: Box<Script>,
+        idle_close: Option<Duration>,
+        upgrade: Option<Box<Upgrade>>,
+        raw: Option<Box<RawScript>>,
+    ) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the test server");
         listener
             .set_nonblocking(true)
@@ -233,6 +278,7 @@ impl Server {
             script,
             idle_close,
             upgrade,
+            raw,
             stop: AtomicBool::new(false),
             requests: Mutex::new(Vec::new()),
             next_request: AtomicUsize::new(0),
@@ -345,7 +391,10 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
                     .name(format!("test-server-conn-{index}"))
                     .spawn(move || {
                         server_thread_started();
-                        serve(stream, index, &shared);
+                        match &shared.raw {
+                            Some(raw) => serve_raw(stream, index, &shared, raw),
+                            None => serve(stream, index, &shared),
+                        }
                         shared.open.fetch_sub(1, Ordering::SeqCst);
                     })
                     .expect("spawn a connection thread");
@@ -444,6 +493,7 @@ fn serve(tcp: TcpStream, conn: usize, shared: &Shared) {
                         false
                     }
                     Action::Close => false,
+                    Action::Steps(steps) => run_steps(stream, &steps, shared),
                 };
                 if !keep {
                     return;
@@ -510,18 +560,63 @@ fn parse_request(buf: &[u8], conn: usize) -> Result<Option<(Request, usize)>, ()
         headers,
         body: buf[head_len..head_len + body_len].to_vec(),
         conn,
+        received: Instant::now(),
     };
     Ok(Some((request, head_len + body_len)))
 }
 
 /// Writes `bytes` one at a time; false when the connection broke.
 fn trickle(stream: &mut dyn Stream, bytes: &[u8], shared: &Shared) -> bool {
+    trickle_paced(stream, bytes, TRICKLE_PAUSE, shared)
+}
+
+/// Writes `bytes` one at a time, `pause` after each; false when the
+/// connection broke or the server is stopping.
+fn trickle_paced(stream: &mut dyn Stream, bytes: &[u8], pause: Duration, shared: &Shared) -> bool {
     for byte in bytes {
         if shared.stopping() || stream.write_all(std::slice::from_ref(byte)).is_err() {
             return false;
         }
         let _ = stream.flush();
-        thread::sleep(TRICKLE_PAUSE);
+        if !sleep_unless_stopping(pause, shared) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Sleeps `d` in slices of at most [`POLL`]; false when the server began
+/// stopping meanwhile.
+fn sleep_unless_stopping(d: Duration, shared: &Shared) -> bool {
+    let end = Instant::now() + d;
+    loop {
+        if shared.stopping() {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= end {
+            return true;
+        }
+        thread::sleep((end - now).min(POLL));
+    }
+}
+
+/// Takes the steps of an [`Action::Steps`]; true when the connection is
+/// kept.
+fn run_steps(stream: &mut dyn Stream, steps: &[Step], shared: &Shared) -> bool {
+    for step in steps {
+        let ok = match step {
+            Step::Write(bytes) => stream.write_all(bytes).is_ok(),
+            Step::Trickle { bytes, pause } => trickle_paced(stream, bytes, *pause, shared),
+            Step::Pause(d) => sleep_unless_stopping(*d, shared),
+            Step::Close => {
+                linger_close(stream, shared);
+                return false;
+            }
+        };
+        if !ok {
+            return false;
+        }
     }
     true
 }
@@ -543,6 +638,200 @@ fn drain_until_closed(stream: &mut dyn Stream, shared: &Shared, limit: Option<Du
         sink.clear();
         if let ReadOutcome::Closed = read_some(stream, &mut sink) {
             return;
+        }
+    }
+}
+
+/// A raw script, given each accepted connection whole (see
+/// [`Server::start_raw`]).
+type RawScript = dyn Fn(RawConn<'_>) + Send + Sync;
+
+/// How a connection ended, as [`RawConn::wait_closed`] saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// A clean end of stream from the client.
+    Eof,
+    /// A read error: the client reset the connection, which it does when
+    /// it closes with bytes of ours unread, or when ours arrive after it
+    /// closed.
+    Reset,
+    /// The limit passed, or the server is stopping.
+    Open,
+}
+
+/// One connection of a raw server ([`Server::start_raw`]), on its own
+/// thread: a blocking plain-TCP socket (reads wake every [`POLL`] to look at
+/// the shutdown flag) and the bytes read from it but not yet parsed.
+pub(crate) struct RawConn<'a> {
+    tcp: TcpStream,
+    index: usize,
+    nth: usize,
+    shared: &'a Shared,
+    buf: Vec<u8>,
+}
+
+fn serve_raw(tcp: TcpStream, index: usize, shared: &Shared, script: &RawScript) {
+    let _ = tcp.set_nonblocking(false);
+    let _ = tcp.set_nodelay(true);
+    let _ = tcp.set_read_timeout(Some(POLL));
+    let _ = tcp.set_write_timeout(Some(WRITE_TIMEOUT));
+    let conn = RawConn {
+        tcp,
+        index,
+        nth: 0,
+        shared,
+        buf: Vec::with_capacity(16 * 1024),
+    };
+    script(conn);
+}
+
+impl RawConn<'_> {
+    /// The connection's index, in accept order from 0.
+    pub(crate) fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Whether the server is stopping (the script should return).
+    pub(crate) fn stopping(&self) -> bool {
+        self.shared.stopping()
+    }
+
+    fn info(&mut self) -> ConnInfo {
+        let info = ConnInfo {
+            conn: self.index,
+            nth: self.nth,
+            total: self.shared.next_request.fetch_add(1, Ordering::SeqCst),
+        };
+        self.nth += 1;
+        info
+    }
+
+    /// Reads the next complete request, consuming it. `None` when the
+    /// client closed, the request did not parse (counted as malformed), or
+    /// the server is stopping. Not recorded: see [`RawConn::record`].
+    pub(crate) fn next_request(&mut self) -> Option<(Request, ConnInfo)> {
+        while !self.shared.stopping() {
+            match parse_request(&self.buf, self.index) {
+                Err(()) => {
+                    self.shared.malformed.fetch_add(1, Ordering::SeqCst);
+                    return None;
+                }
+                Ok(Some((request, used))) => {
+                    self.buf.drain(..used);
+                    return Some((request, self.info()));
+                }
+                Ok(None) if self.buf.len() > MAX_REQUEST => {
+                    self.shared.malformed.fetch_add(1, Ordering::SeqCst);
+                    return None;
+                }
+                Ok(None) => {}
+            }
+            if let ReadOutcome::Closed = read_some(&mut self.tcp, &mut self.buf) {
+                return None;
+            }
+        }
+        None
+    }
+
+    /// Waits until the next request is complete in the kernel's receive
+    /// buffer and returns it without taking it from there (`MSG_PEEK`): a
+    /// connection dropped afterwards is reset (RST), because closing a
+    /// socket with unread input resets it, as `SO_LINGER` 0 would. `None`
+    /// as for [`RawConn::next_request`], or when the request is larger
+    /// than 64 KiB. Not recorded: see [`RawConn::record`].
+    pub(crate) fn peek_request(&mut self) -> Option<(Request, ConnInfo)> {
+        assert!(self.buf.is_empty(), "peek with bytes already read");
+        let mut peeked = vec![0u8; 64 * 1024];
+        while !self.shared.stopping() {
+            let n = match self.tcp.peek(&mut peeked) {
+                Ok(0) => return None,
+                Ok(n) => n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) =>
+                {
+                    continue
+                }
+                Err(_) => return None,
+            };
+            match parse_request(&peeked[..n], self.index) {
+                Err(()) => {
+                    self.shared.malformed.fetch_add(1, Ordering::SeqCst);
+                    return None;
+                }
+                Ok(Some((request, _))) => return Some((request, self.info())),
+                Ok(None) if n == peeked.len() => return None,
+                Ok(None) => thread::sleep(Duration::from_millis(1)),
+            }
+        }
+        None
+    }
+
+    /// Records `request` as received, for [`Server::requests`].
+    pub(crate) fn record(&self, request: Request) {
+        self.shared
+            .requests
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(request);
+    }
+
+    /// Writes `bytes`; false when the connection broke.
+    pub(crate) fn write(&mut self, bytes: &[u8]) -> bool {
+        self.tcp.write_all(bytes).is_ok()
+    }
+
+    /// Writes `bytes` one at a time, waiting `pause` after each; false when
+    /// the connection broke or the server is stopping.
+    pub(crate) fn trickle(&mut self, bytes: &[u8], pause: Duration) -> bool {
+        trickle_paced(&mut self.tcp, bytes, pause, self.shared)
+    }
+
+    /// Waits `d`; false when the server began stopping meanwhile.
+    pub(crate) fn pause(&self, d: Duration) -> bool {
+        sleep_unless_stopping(d, self.shared)
+    }
+
+    /// Reads and discards until the client closes (or `limit`, or the
+    /// server stops), and says how it ended.
+    pub(crate) fn wait_closed(&mut self, limit: Option<Duration>) -> Ending {
+        let start = Instant::now();
+        let mut chunk = [0u8; 16 * 1024];
+        let expired = || limit.is_some_and(|limit| start.elapsed() >= limit);
+        while !self.shared.stopping() && !expired() {
+            match self.tcp.read(&mut chunk) {
+                Ok(0) => return Ending::Eof,
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) => {}
+                Err(_) => return Ending::Reset,
+            }
+        }
+        Ending::Open
+    }
+
+    /// Closes gracefully: sends FIN, then reads until the client's EOF
+    /// (bounded by [`LINGER`]), and says how the client's side ended. The
+    /// socket itself is closed when the script returns.
+    pub(crate) fn close(&mut self) -> Ending {
+        let _ = self.tcp.shutdown(Shutdown::Write);
+        self.wait_closed(Some(LINGER))
+    }
+
+    /// Drops the connection at once. After [`RawConn::peek_request`] (input
+    /// left unread) the kernel resets it; otherwise it closes with a FIN.
+    pub(crate) fn reset(self) {}
+
+    /// Never reads again: holds the connection open until the server
+    /// stops.
+    pub(crate) fn hold(&self) {
+        while !self.shared.stopping() {
+            thread::sleep(POLL);
         }
     }
 }
@@ -748,6 +1037,11 @@ impl Failures {
         assert_eq!(failure.error.message(), message);
         assert_eq!(failure.error.attempts(), 1, "{}", failure.error);
         failure
+    }
+
+    /// Whether a failure of `message` was recorded (and not taken).
+    pub(crate) fn contains(&self, message: &[u8]) -> bool {
+        self.lock().iter().any(|f| f.error.message() == message)
     }
 
     /// Waits until at least `n` failures were recorded; false at `timeout`.
