@@ -74,5 +74,7 @@ pub mod __bench {
     //! Internals for `benches/`; not public API.
     pub use crate::bench::*;
 }
+#[path = "fuzzing.rs"] // Fuzzing internals; not public API (hidden in the file).
+pub mod __fuzz;
 pub use policy::{CircuitBreakerConfig, CircuitState, RetryConfig};
 pub use stats::Stats;

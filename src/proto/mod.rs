@@ -4,3 +4,6 @@
 
 pub(crate) mod request;
 pub(crate) mod response;
+
+#[cfg(test)]
+mod proptests;

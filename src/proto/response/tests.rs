@@ -424,3 +424,65 @@ fn retry_after_is_reported_and_bad_values_ignored() {
     );
     assert!(matches!(o.heads[0].retry_after, Some(RetryAfter::Date(_))));
 }
+
+/// Found by the `response` fuzz target: httparse skips empty lines before a
+/// status line, so a blank line among them must not count as the end of a
+/// head. It did, and the outcome then depended on how the bytes were split:
+/// read whole, a bad status line after the empty lines failed at once;
+/// read in pieces, the decoder waited for a head end that never came.
+#[test]
+fn empty_lines_before_the_status_line_are_not_a_head_end() {
+    use ProtocolError::*;
+    // The fuzzer's input: no head ends after the empty lines.
+    let bad = b"\r\n\r\n5;not a status line\r\nX: 2\n\r-\r\nok".to_vec();
+    assert_eq!(whole(&bad).end, End::NeedMore);
+    let bytes: Vec<&[u8]> = bad.chunks(1).collect();
+    assert_eq!(feed(&bytes, false).end, End::NeedMore, "byte at a time");
+    // Once one does, the bad status line fails, however it was read.
+    let ended = [bad.as_slice(), b"\r\n\r\n"].concat();
+    fails(&ended, MalformedHead("not an HTTP/1.x status line"));
+
+    let good = b"\r\n\n\r\nHTTP/1.1 204 No Content\r\n\r\n";
+    assert_eq!(whole(good).end, done(true));
+    for i in 0..=good.len() {
+        let (a, b) = good.split_at(i);
+        assert_eq!(feed(&[a, b], false), whole(good), "split at {i}");
+    }
+    // Empty lines alone are no head, however many; they count toward the
+    // head limit.
+    assert_eq!(whole(&b"\r\n".repeat(100)).end, End::NeedMore);
+    assert_eq!(
+        whole(&b"\r\n".repeat(MAX_HEAD / 2)).end,
+        End::Failed(HeadTooLarge)
+    );
+}
+
+/// Found in the audit: leading zeros of a chunk size and the whitespace
+/// after it counted toward no limit, so a server could keep the client
+/// reading one endless size line (and, past 2³² zeros, overflow the digit
+/// count: a panic in debug builds). They count as chunk metadata now.
+#[test]
+fn chunk_size_lines_are_bounded() {
+    use ProtocolError::*;
+    let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    let zeros = [head.as_slice(), &[b'0'; 16 + MAX_CHUNK_META + 1]].concat();
+    assert_eq!(whole(&zeros).end, End::Failed(ChunkMetadataTooLarge));
+    let spaces = [head.as_slice(), b"1", &[b' '; MAX_CHUNK_META + 1]].concat();
+    assert_eq!(whole(&spaces).end, End::Failed(ChunkMetadataTooLarge));
+    let tabs = [head.as_slice(), b"1", &[b'\t'; MAX_CHUNK_META + 1]].concat();
+    assert_eq!(whole(&tabs).end, End::Failed(ChunkMetadataTooLarge));
+
+    // Sixteen digits, the most a u64 needs, are free; so is a little
+    // padding, and leading zeros up to the metadata limit.
+    let sixteen = [head.as_slice(), b"0000000000000001 \t\r\nx\r\n0\r\n\r\n"].concat();
+    assert_eq!(whole(&sixteen).end, done(true));
+    let padded = [
+        head.as_slice(),
+        &[b'0'; 1000],
+        b"1\r\nx\r\n",
+        &[b'0'; 1000],
+        b"\r\n\r\n",
+    ]
+    .concat();
+    assert_eq!(whole(&padded).end, done(true));
+}
