@@ -150,10 +150,13 @@ fn is_token(name: &str) -> bool {
         })
 }
 
+/// Header values and the content type: no control characters but HTAB
+/// (RFC 9110 §5.5). CR, LF and NUL would inject or cut headers; the others
+/// make strict servers answer 400.
 fn check_value(what: &str, value: &str) -> Result<(), BuildError> {
-    if value.bytes().any(|b| matches!(b, b'\r' | b'\n' | b'\0')) {
+    if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
         return Err(BuildError::InvalidHeader(format!(
-            "{what} {value:?} contains CR, LF or NUL"
+            "{what} {value:?} contains a control character (CR, LF, NUL or another)"
         )));
     }
     Ok(())
@@ -216,7 +219,7 @@ impl Builder {
     }
 
     /// Adds a header to every request. The name must be an HTTP token and
-    /// the value free of CR, LF and NUL. `Host`, `Content-Length`,
+    /// the value free of control characters (HTAB is allowed). `Host`, `Content-Length`,
     /// `Transfer-Encoding` and `Connection` are the client's own and
     /// rejected; set `Content-Type` with [`Builder::content_type`].
     pub fn header(mut self, name: &str, value: &str) -> Builder {

@@ -11,6 +11,7 @@ use crate::builder::{Builder, Config};
 use crate::error::{BuildError, NotifyError};
 use crate::message::Message;
 use crate::policy::CircuitState;
+use crate::runtime::deadline_after;
 use crate::runtime::event_loop::{on_loop_thread, EventLoop, WAKER};
 use crate::runtime::queue::{Padded, Queue, Refused, NEW};
 use crate::stats::{LoopStats, Stats};
@@ -231,7 +232,7 @@ impl Client {
             let _ = self
                 .shared
                 .shutdown_deadline
-                .set(Instant::now().checked_add(d).unwrap_or_else(far_future));
+                .set(deadline_after(Instant::now(), d));
         }
         let before = self.shared.queue.stop();
         if before == NEW {
@@ -276,10 +277,6 @@ impl Client {
         }
         s
     }
-}
-
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(86_400 * 365)
 }
 
 impl Drop for Client {

@@ -217,9 +217,24 @@ fn build_error(builder: notifier::Builder) -> BuildError {
 }
 
 #[test]
+fn tabs_in_header_values_are_allowed() {
+    let client = Client::builder("http://127.0.0.1:9/")
+        .header("X-Tabbed", "a\tb")
+        .build();
+    assert!(client.is_ok(), "{:?}", client.err());
+}
+
+#[test]
 fn invalid_headers_are_refused_at_build() {
     let url = "http://127.0.0.1:9/";
-    let bad_values = ["a\r\nX-Injected: 1", "a\nb", "a\rb", "a\0b"];
+    let bad_values = [
+        "a\r\nX-Injected: 1",
+        "a\nb",
+        "a\rb",
+        "a\0b",
+        "a\x01b",
+        "a\x7fb",
+    ];
     for value in bad_values {
         let err = build_error(Client::builder(url).header("X-Ok", value));
         assert!(

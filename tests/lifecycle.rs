@@ -238,3 +238,34 @@ fn panicking_handler_does_not_stop_delivery() {
         .collect();
     assert_each_id_once(&delivered, N);
 }
+
+/// `Duration::MAX` settings and a `Retry-After` far beyond any clock must
+/// not overflow a deadline: the message waits, and the shutdown timeout
+/// hands it over.
+#[test]
+fn huge_durations_do_not_overflow_deadlines() {
+    let server = Server::start(|_, _| {
+        Action::Reply(
+            b"HTTP/1.1 503 Busy\r\nRetry-After: 18446744073709551615\r\nContent-Length: 0\r\n\r\n"
+                .to_vec(),
+        )
+    });
+    let (client, failures) = started(
+        Client::builder(&server.url())
+            .timeout(Duration::MAX)
+            .idle_timeout(Duration::MAX)
+            .retry(
+                notifier::RetryConfig::default()
+                    .max_attempts(3)
+                    .max_backoff(Duration::MAX),
+            )
+            .shutdown_timeout(Duration::from_millis(300)),
+    );
+    client.notify("later").expect("notify");
+    assert!(server.wait_for_requests(1, LONG), "no request");
+    client.stop();
+    let failure = failures.take_single(FailureKind::Shutdown, b"later");
+    assert_eq!(failure.error.attempts(), 1);
+    let stats = client.stats();
+    assert_eq!((stats.accepted, stats.failed), (1, 1));
+}

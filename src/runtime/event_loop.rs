@@ -14,6 +14,7 @@ use mio::{Events, Poll, Token};
 use crate::client::Shared;
 use crate::error::{Cause, FailureKind, NotificationError};
 use crate::policy::CircuitState;
+use crate::runtime::deadline_after;
 use crate::runtime::queue::STOPPING;
 use crate::runtime::slot::{Ctx, Failure, Finished, Job, Slot};
 use crate::runtime::timers::RetryTimers;
@@ -306,7 +307,7 @@ impl Outcomes {
         if let (Err(f), Some(retry)) = (&result, &self.shared.config.retry) {
             if f.kind.is_retryable(f.status) {
                 if let Some(delay) = retry.next_delay(job.attempts, f.retry_after, &mut self.rng) {
-                    self.retries.push(now + delay, job);
+                    self.retries.push(deadline_after(now, delay), job);
                     return;
                 }
             }

@@ -22,6 +22,7 @@ use crate::error::{Cause, FailureKind, ProtocolError};
 use crate::message::Message;
 use crate::policy::breaker::Ticket;
 use crate::proto::response::{ResponseDecoder, Step, MAX_HEAD};
+use crate::runtime::deadline_after;
 
 /// Automatic re-sends of one attempt after a reused connection turned out
 /// dead before it took any byte (SPEC §3.7a).
@@ -179,7 +180,7 @@ impl Slot {
     pub(crate) fn assign(&mut self, job: Job, ctx: &Ctx<'_>, now: Instant) -> Option<Finished> {
         debug_assert!(self.is_free() && self.job.is_none());
         self.job = Some(job);
-        self.deadline = Some(now + ctx.config.timeout);
+        self.deadline = Some(deadline_after(now, ctx.config.timeout));
         if self.phase == Phase::Idle && self.still_open(ctx, now) {
             self.begin_request();
             return self.progress(ctx, now);
@@ -489,7 +490,7 @@ impl Slot {
                                     self.phase = Phase::Idle;
                                     self.idle_since = now;
                                     self.reused = true;
-                                    self.deadline = Some(now + self.idle_limit);
+                                    self.deadline = Some(deadline_after(now, self.idle_limit));
                                     self.start = 0;
                                     self.end = 0;
                                 } else {
