@@ -1,0 +1,812 @@
+//! `compare`: this crate side by side with the usual ways of doing its job,
+//! in one process, against one in-process sink.
+//!
+//! ```text
+//! cargo run --release -p compare -- [--messages N] [--size B] [--workers W] [--runs R]
+//! cargo run --release -p compare -- --help
+//! ```
+//!
+//! The clients (see `clients.rs`): this crate (and the same with
+//! `Builder::spin` on one event loop), a `reqwest` + `tokio` pool, a `ureq` thread pool, and
+//! raw blocking sockets writing a prebuilt request (the floor). Each POSTs
+//! `--size`-byte messages over plain HTTP to the sink of
+//! `benches/common/sink.rs` (also used by `benches/e2e.rs`), which answers
+//! `204` from a thread per connection and allocates nothing per request.
+//!
+//! For each run and each client: a fresh sink and client, a warm-up
+//! (connections opened, `--warmup` messages), then two measured phases:
+//!
+//! - **free**: one producer thread hands over `--messages` messages as fast
+//!   as the client takes them, backing off on a full queue as
+//!   `examples/loopback.rs` does (spin, yield, 50 µs naps); the raw client
+//!   has no queue, its `W` threads send back to back.
+//! - **paced**: `--paced-messages` messages at `--rate` per second, on a
+//!   schedule kept by sleeping (timer slack 1 ns), each body stamped with
+//!   its send time so the sink measures `notify` → receipt.
+//!
+//! Measured per phase, from the producer's start to the sink's receipt of
+//! the last message: messages per second; the client's CPU time per
+//! message (process CPU from `getrusage` less the sink threads' own CPU
+//! clocks), and the producer thread's share of it (its own CPU clock: the
+//! caller's cost, back-off included), and, for reference, the sink's CPU
+//! time per message; heap allocations per message (a counting global allocator, on
+//! during the phase, off on the sink's threads and for building the
+//! message itself); `notify` latency (the call that accepted the message,
+//! `hdrhistogram`); notify → receipt latency (paced). The tables give the
+//! median of `--runs` runs with the spread (min–max), then each median as
+//! a ratio to this crate's.
+
+mod alloc;
+#[path = "../../common/backoff.rs"]
+mod backoff;
+mod clients;
+mod probe;
+// Shared with `benches/e2e.rs`, which uses parts this harness does not.
+#[allow(dead_code)]
+#[path = "../../common/sink.rs"]
+mod sink;
+
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use backoff::back_off;
+use clients::{raw_exchange, Notifier, Pipe, Raw, Reqwest, Settings, Ureq};
+use probe::{
+    epoch, nanos, new_histogram, now_ns, process_cpu, stamp, thread_cpu, Probe, STAMP_LEN,
+};
+use sink::Sink;
+
+#[global_allocator]
+static GLOBAL: alloc::Counting = alloc::Counting;
+
+const USAGE: &str = "\
+usage: compare [OPTIONS]
+
+Runs this crate, reqwest+tokio, ureq and raw sockets side by side against an
+in-process HTTP sink answering 204, and prints medians over the runs.
+
+options:
+  --messages N        messages per free-running phase       (default 200000)
+  --paced-messages N  messages per paced phase              (default 100000)
+  --rate R            paced phase, messages per second      (default 20000)
+  --size B            bytes per message                     (default 64)
+  --workers W         simultaneous requests per client      (default 10)
+  --queue Q           queue in front of each client         (default 1000)
+  --runs R            runs; the tables show medians         (default 3)
+  --warmup N          messages sent before measuring        (default 20000)
+  --spin-us U         Builder::spin of 'notifier spin'      (default 100)
+                      (that client runs one event loop: a spinning loop
+                      keeps a core busy)
+  --clients LIST      comma-separated subset of: notifier, spin, reqwest, ureq, raw
+  --mode MODE         free, paced or both                   (default both)
+  -h, --help          print this help";
+
+/// How long a phase may run past its expected end before it is abandoned.
+const PHASE_GRACE: Duration = Duration::from_secs(60);
+
+/// The clients, in table order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Contender {
+    Notifier,
+    NotifierSpin,
+    Reqwest,
+    Ureq,
+    Raw,
+}
+
+impl Contender {
+    const ALL: [Contender; 5] = [
+        Contender::Notifier,
+        Contender::NotifierSpin,
+        Contender::Reqwest,
+        Contender::Ureq,
+        Contender::Raw,
+    ];
+
+    /// The name `--clients` takes.
+    fn key(self) -> &'static str {
+        match self {
+            Contender::Notifier => "notifier",
+            Contender::NotifierSpin => "spin",
+            Contender::Reqwest => "reqwest",
+            Contender::Ureq => "ureq",
+            Contender::Raw => "raw",
+        }
+    }
+
+    /// The name in the tables.
+    fn label(self, config: &Config) -> String {
+        match self {
+            Contender::Notifier => "notifier".to_owned(),
+            Contender::NotifierSpin => format!("notifier, spin {} µs, 1 thread", config.spin_us),
+            Contender::Reqwest => "reqwest + tokio".to_owned(),
+            Contender::Ureq => "ureq threads".to_owned(),
+            Contender::Raw => "raw sockets (floor)".to_owned(),
+        }
+    }
+}
+
+/// The parsed command line.
+#[derive(Debug)]
+struct Config {
+    messages: u64,
+    paced_messages: u64,
+    rate: u64,
+    size: usize,
+    workers: usize,
+    queue: usize,
+    runs: usize,
+    warmup: u64,
+    spin_us: u64,
+    clients: Vec<Contender>,
+    free: bool,
+    paced: bool,
+}
+
+impl Config {
+    /// Parses the arguments after the program name; `Ok(None)` for `--help`.
+    fn from_args(args: impl IntoIterator<Item = String>) -> Result<Option<Config>, String> {
+        let mut config = Config {
+            messages: 200_000,
+            paced_messages: 100_000,
+            rate: 20_000,
+            size: 64,
+            workers: 10,
+            queue: 1000,
+            runs: 3,
+            warmup: 20_000,
+            spin_us: 100,
+            clients: Contender::ALL.to_vec(),
+            free: true,
+            paced: true,
+        };
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            if arg == "-h" || arg == "--help" {
+                return Ok(None);
+            }
+            let (flag, inline) = match arg.split_once('=') {
+                Some((flag, value)) => (flag.to_owned(), Some(value.to_owned())),
+                None => (arg, None),
+            };
+            let mut value = || {
+                inline
+                    .clone()
+                    .or_else(|| args.next())
+                    .ok_or_else(|| format!("{flag} needs a value"))
+            };
+            match flag.as_str() {
+                "--messages" => config.messages = number(&flag, &value()?, 1)?,
+                "--paced-messages" => config.paced_messages = number(&flag, &value()?, 1)?,
+                "--rate" => config.rate = number(&flag, &value()?, 1)?,
+                "--size" => config.size = number(&flag, &value()?, 0)?,
+                "--workers" => config.workers = number(&flag, &value()?, 1)?,
+                "--queue" => config.queue = number(&flag, &value()?, 1)?,
+                "--runs" => config.runs = number(&flag, &value()?, 1)?,
+                "--warmup" => config.warmup = number(&flag, &value()?, 0)?,
+                "--spin-us" => config.spin_us = number(&flag, &value()?, 0)?,
+                "--clients" => {
+                    config.clients = value()?
+                        .split(',')
+                        .map(|key| {
+                            Contender::ALL
+                                .into_iter()
+                                .find(|c| c.key() == key.trim())
+                                .ok_or_else(|| format!("--clients: unknown client {key:?}"))
+                        })
+                        .collect::<Result<_, _>>()?;
+                }
+                "--mode" => {
+                    (config.free, config.paced) = match value()?.as_str() {
+                        "free" => (true, false),
+                        "paced" => (false, true),
+                        "both" => (true, true),
+                        other => return Err(format!("--mode: unknown mode {other:?}")),
+                    }
+                }
+                _ => return Err(format!("unknown argument {flag:?}")),
+            }
+        }
+        if config.paced && config.size < STAMP_LEN {
+            return Err(format!(
+                "--size: paced runs stamp the send time in the body and need at least {STAMP_LEN} bytes"
+            ));
+        }
+        Ok(Some(config))
+    }
+}
+
+/// Parses a decimal number of at least `min`, allowing `_` separators.
+fn number<T>(flag: &str, text: &str, min: T) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+{
+    let n: T = text
+        .replace('_', "")
+        .parse()
+        .map_err(|_| format!("{flag}: {text:?} is not a number"))?;
+    if n < min {
+        return Err(format!("{flag}: must be at least {min}"));
+    }
+    Ok(n)
+}
+
+fn main() -> ExitCode {
+    let config = match Config::from_args(std::env::args().skip(1)) {
+        Ok(Some(config)) => config,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(problem) => {
+            eprintln!("compare: {problem}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    epoch();
+    let cores = thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "compare: {} B messages, {} workers, queue {}, {} run(s); free: {} messages; \
+         paced: {} messages at {}/s; warm-up {}; {cores} cores",
+        config.size,
+        config.workers,
+        config.queue,
+        config.runs,
+        config.messages,
+        config.paced_messages,
+        config.rate,
+        config.warmup,
+    );
+
+    // samples[client][mode]: mode 0 free, 1 paced.
+    let mut samples: Vec<[Vec<Sample>; 2]> =
+        config.clients.iter().map(|_| Default::default()).collect();
+    for run in 1..=config.runs {
+        for (i, &client) in config.clients.iter().enumerate() {
+            eprintln!("run {run}/{}: {}", config.runs, client.label(&config));
+            match run_client(client, &config) {
+                Ok((free, paced)) => {
+                    for (mode, sample) in [free, paced].into_iter().enumerate() {
+                        if let Some(sample) = sample {
+                            eprintln!("  {}", sample.summary(mode == 1));
+                            samples[i][mode].push(sample);
+                        }
+                    }
+                }
+                Err(problem) => {
+                    eprintln!("compare: {}: {problem}", client.label(&config));
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    }
+
+    let labels: Vec<String> = config.clients.iter().map(|c| c.label(&config)).collect();
+    let ours = config
+        .clients
+        .iter()
+        .position(|&c| c == Contender::Notifier);
+    if config.free {
+        let rows: Vec<_> = labels
+            .iter()
+            .zip(samples.iter().map(|s| &s[0][..]))
+            .collect();
+        print_tables("free-running", &FREE_COLUMNS, &rows, ours);
+    }
+    if config.paced {
+        let rows: Vec<_> = labels
+            .iter()
+            .zip(samples.iter().map(|s| &s[1][..]))
+            .collect();
+        let title = format!("paced at {} msgs/s", config.rate);
+        print_tables(&title, &PACED_COLUMNS, &rows, ours);
+    }
+    ExitCode::SUCCESS
+}
+
+// ---------------------------------------------------------------------------
+// Runs and phases
+// ---------------------------------------------------------------------------
+
+/// A client, started.
+enum Running {
+    Pipe(Box<dyn Pipe>),
+    Raw(Raw),
+}
+
+impl Running {
+    /// Threads that send: one producer, or the raw client's connections.
+    fn senders(&self) -> usize {
+        match self {
+            Running::Pipe(_) => 1,
+            Running::Raw(raw) => raw.conns.len(),
+        }
+    }
+
+    fn shutdown(self) {
+        match self {
+            Running::Pipe(pipe) => pipe.shutdown(),
+            Running::Raw(raw) => drop(raw),
+        }
+    }
+}
+
+/// One phase's workload.
+struct Plan {
+    messages: u64,
+    size: usize,
+    /// Paced: nanoseconds between messages.
+    interval_ns: Option<f64>,
+}
+
+impl Plan {
+    /// When message `i` is due, `start` being the phase's start.
+    fn due(&self, start: Instant, i: u64) -> Option<Instant> {
+        self.interval_ns
+            .map(|ns| start + Duration::from_nanos((i as f64 * ns) as u64))
+    }
+}
+
+/// What one phase measured.
+#[derive(Debug, Clone)]
+struct Sample {
+    rate: f64,
+    cpu_us: f64,
+    /// The part of `cpu_us` spent by the producer thread: building and
+    /// stamping messages, `notify`, backing off on a full queue.
+    producer_us: Option<f64>,
+    /// The sink's CPU time per message (not the client's; shows what the
+    /// client's way of sending costs the server).
+    sink_us: f64,
+    allocs: f64,
+    /// `notify` p50, p99, p99.9 in ns (not for the raw client).
+    notify: Option<[f64; 3]>,
+    /// notify → receipt p50, p99 in ns (paced phases).
+    e2e: Option<[f64; 2]>,
+}
+
+impl Sample {
+    /// One line for the progress log.
+    fn summary(&self, paced: bool) -> String {
+        let mut line = format!(
+            "{}: {:.0} msgs/s, {:.2} µs CPU/msg, {:.2} allocs/msg, sink {:.2} µs CPU/msg",
+            if paced { "paced" } else { "free " },
+            self.rate,
+            self.cpu_us,
+            self.allocs,
+            self.sink_us
+        );
+        if let Some(producer) = self.producer_us {
+            line += &format!(" (producer {producer:.2} µs/msg)");
+        }
+        if let Some([p50, p99, p999]) = self.notify {
+            line += &format!(
+                ", notify {}/{}/{}",
+                format_ns(p50),
+                format_ns(p99),
+                format_ns(p999)
+            );
+        }
+        if let Some([p50, p99]) = self.e2e {
+            line += &format!(", to sink {}/{}", format_ns(p50), format_ns(p99));
+        }
+        line
+    }
+}
+
+/// Starts a sink and `client`, warms up, and measures the phases asked for.
+fn run_client(
+    client: Contender,
+    config: &Config,
+) -> Result<(Option<Sample>, Option<Sample>), String> {
+    let probe = Arc::new(Probe::new());
+    let sink = Sink::start(None, Arc::clone(&probe) as Arc<dyn sink::Observer>)
+        .map_err(|e| format!("cannot start the sink: {e}"))?;
+    let settings = Settings {
+        url: sink.url(),
+        addr: sink.addr(),
+        workers: config.workers,
+        queue: config.queue,
+        size: config.size,
+        failures: Arc::default(),
+    };
+    let mut running = match client {
+        Contender::Notifier => Running::Pipe(Box::new(Notifier::start(&settings, None)?)),
+        Contender::NotifierSpin => Running::Pipe(Box::new(Notifier::start(
+            &settings,
+            Some(Duration::from_micros(config.spin_us)),
+        )?)),
+        Contender::Reqwest => Running::Pipe(Box::new(Reqwest::start(&settings)?)),
+        Contender::Ureq => Running::Pipe(Box::new(Ureq::start(&settings)?)),
+        Contender::Raw => Running::Raw(Raw::start(&settings)?),
+    };
+    let free_plan = |messages| Plan {
+        messages,
+        size: config.size,
+        interval_ns: None,
+    };
+    if config.warmup > 0 {
+        phase(&mut running, &probe, &free_plan(config.warmup))?;
+    }
+    let free = if config.free {
+        Some(phase(&mut running, &probe, &free_plan(config.messages))?)
+    } else {
+        None
+    };
+    let paced = if config.paced {
+        let plan = Plan {
+            messages: config.paced_messages,
+            size: config.size,
+            interval_ns: Some(1e9 / config.rate as f64),
+        };
+        Some(phase(&mut running, &probe, &plan)?)
+    } else {
+        None
+    };
+    running.shutdown();
+    drop(sink);
+    match settings.failures.load(Ordering::Relaxed) {
+        0 => Ok((free, paced)),
+        n => Err(format!("{n} notifications failed")),
+    }
+}
+
+/// Runs one phase and measures it.
+fn phase(running: &mut Running, probe: &Probe, plan: &Plan) -> Result<Sample, String> {
+    let target = probe.received() + plan.messages;
+    let paced = plan.interval_ns.is_some();
+    probe.arm(target, paced);
+    let senders = running.senders();
+    let (ready, go) = (Barrier::new(senders + 1), Barrier::new(senders + 1));
+    let expected = plan.interval_ns.map_or(Duration::ZERO, |ns| {
+        Duration::from_nanos((ns * plan.messages as f64) as u64)
+    });
+
+    thread::scope(|s| {
+        let driver = s.spawn(|| drive(running, plan, &ready, &go));
+        ready.wait();
+        let (cpu0, sink0, allocs0) = (process_cpu(), probe.sink_cpu(), alloc::total());
+        alloc::enable();
+        let start_ns = now_ns();
+        go.wait();
+
+        let mut deadline = Instant::now() + expected + PHASE_GRACE;
+        let done_ns = loop {
+            if let Some(done) = probe.done_at_ns() {
+                break Ok(done);
+            }
+            let now = Instant::now();
+            if driver.is_finished() {
+                // Whatever is still on its way gets a few seconds.
+                deadline = deadline.min(now + Duration::from_secs(5));
+            }
+            if now >= deadline {
+                break Err(format!(
+                    "the sink received {} of {} messages",
+                    probe.received() + plan.messages - target,
+                    plan.messages
+                ));
+            }
+            thread::sleep(Duration::from_millis(1));
+        };
+        alloc::disable();
+        let (cpu1, sink1, allocs1) = (process_cpu(), probe.sink_cpu(), alloc::total());
+        let producer = driver
+            .join()
+            .map_err(|_| "a sending thread panicked".to_owned())??;
+        let done_ns = done_ns?;
+
+        let n = plan.messages as f64;
+        let client_cpu = (cpu1 - cpu0).saturating_sub(sink1 - sink0);
+        let latency = probe.take_latency();
+        Ok(Sample {
+            rate: n / (done_ns.saturating_sub(start_ns).max(1) as f64 / 1e9),
+            cpu_us: client_cpu.as_secs_f64() * 1e6 / n,
+            producer_us: producer.as_ref().map(|p| p.cpu.as_secs_f64() * 1e6 / n),
+            sink_us: (sink1 - sink0).as_secs_f64() * 1e6 / n,
+            allocs: (allocs1 - allocs0) as f64 / n,
+            notify: producer.map(|p| quantiles([0.5, 0.99, 0.999], &p.latency)),
+            e2e: (paced && !latency.is_empty()).then(|| quantiles([0.5, 0.99], &latency)),
+        })
+    })
+}
+
+fn quantiles<const N: usize>(qs: [f64; N], h: &Histogram<u64>) -> [f64; N] {
+    qs.map(|q| h.value_at_quantile(q) as f64)
+}
+
+/// What the producer of a queue-fed client measured.
+struct Produced {
+    /// Latency of each `notify` that accepted a message.
+    latency: Histogram<u64>,
+    /// The producer thread's CPU time during the phase.
+    cpu: Duration,
+}
+
+/// Sends a phase's messages through `running`; what the producer of a
+/// queue-fed client measured.
+fn drive(
+    running: &mut Running,
+    plan: &Plan,
+    ready: &Barrier,
+    go: &Barrier,
+) -> Result<Option<Produced>, String> {
+    match running {
+        Running::Pipe(pipe) => Ok(Some(produce(&**pipe, plan, ready, go))),
+        Running::Raw(raw) => drive_raw(raw, plan, ready, go).map(|()| None),
+    }
+}
+
+/// The producer of a queue-fed client.
+fn produce(pipe: &dyn Pipe, plan: &Plan, ready: &Barrier, go: &Barrier) -> Produced {
+    fine_timer_slack();
+    let mut latency = new_histogram();
+    let template = vec![b'.'; plan.size];
+    ready.wait();
+    go.wait();
+    let cpu0 = thread_cpu();
+    let start = Instant::now();
+    for i in 0..plan.messages {
+        if let Some(due) = plan.due(start, i) {
+            sleep_until(due);
+        }
+        // The message's own buffer is the caller's, not the client's.
+        let mut body = alloc::uncounted(|| template.clone());
+        let mut attempt = 0u32;
+        loop {
+            let before = Instant::now();
+            stamp(&mut body, nanos(before.duration_since(epoch())));
+            match pipe.send(body) {
+                Ok(()) => {
+                    latency.saturating_record(nanos(before.elapsed()).max(1));
+                    break;
+                }
+                Err(back) => {
+                    body = back;
+                    back_off(attempt);
+                    attempt = attempt.saturating_add(1);
+                }
+            }
+        }
+    }
+    Produced {
+        latency,
+        cpu: thread_cpu() - cpu0,
+    }
+}
+
+/// The raw client: each connection's thread sends its share (connection
+/// `i` sends messages `i`, `i + W`, …, so the paced schedule interleaves).
+fn drive_raw(raw: &mut Raw, plan: &Plan, ready: &Barrier, go: &Barrier) -> Result<(), String> {
+    let w = raw.conns.len() as u64;
+    let (template, body_at) = (&raw.request, raw.body_at);
+    thread::scope(|s| {
+        let threads: Vec<_> = raw
+            .conns
+            .iter_mut()
+            .enumerate()
+            .map(|(i, conn)| {
+                let mut request = template.clone();
+                s.spawn(move || {
+                    fine_timer_slack();
+                    let mut buf = [0u8; 256];
+                    ready.wait();
+                    go.wait();
+                    let start = Instant::now();
+                    let mut seq = i as u64;
+                    while seq < plan.messages {
+                        if let Some(due) = plan.due(start, seq) {
+                            sleep_until(due);
+                        }
+                        stamp(&mut request[body_at..], now_ns());
+                        raw_exchange(conn, &request, &mut buf)
+                            .map_err(|e| format!("raw connection {i}: {e}"))?;
+                        seq += w;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .try_for_each(|t| t.join().map_err(|_| "a raw sender panicked".to_owned())?)
+    })
+}
+
+/// Sleeps until `due`, if it is ahead.
+fn sleep_until(due: Instant) {
+    let now = Instant::now();
+    if due > now {
+        thread::sleep(due - now);
+    }
+}
+
+/// Makes this thread's sleeps end on time: Linux's default timer slack
+/// (50 µs) is the size of the whole paced interval.
+fn fine_timer_slack() {
+    // SAFETY: PR_SET_TIMERSLACK takes one integer argument and changes only
+    // the calling thread's timer slack.
+    let _ = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
+}
+
+// ---------------------------------------------------------------------------
+// Tables
+// ---------------------------------------------------------------------------
+
+/// A column of a table: its title, where its value comes from, and how it
+/// is printed.
+struct Column {
+    title: &'static str,
+    value: fn(&Sample) -> Option<f64>,
+    format: fn(f64) -> String,
+}
+
+const FREE_COLUMNS: [Column; 8] = [
+    Column {
+        title: "msgs/s",
+        value: |s| Some(s.rate),
+        format: format_rate,
+    },
+    Column {
+        title: "client CPU µs/msg",
+        value: |s| Some(s.cpu_us),
+        format: format_2,
+    },
+    Column {
+        title: "of which producer",
+        value: |s| s.producer_us,
+        format: format_2,
+    },
+    Column {
+        title: "sink CPU µs/msg",
+        value: |s| Some(s.sink_us),
+        format: format_2,
+    },
+    Column {
+        title: "allocs/msg",
+        value: |s| Some(s.allocs),
+        format: format_2,
+    },
+    Column {
+        title: "notify p50",
+        value: |s| s.notify.map(|n| n[0]),
+        format: format_ns,
+    },
+    Column {
+        title: "notify p99",
+        value: |s| s.notify.map(|n| n[1]),
+        format: format_ns,
+    },
+    Column {
+        title: "notify p99.9",
+        value: |s| s.notify.map(|n| n[2]),
+        format: format_ns,
+    },
+];
+
+const PACED_COLUMNS: [Column; 7] = [
+    Column {
+        title: "notify p50",
+        value: |s| s.notify.map(|n| n[0]),
+        format: format_ns,
+    },
+    Column {
+        title: "notify p99",
+        value: |s| s.notify.map(|n| n[1]),
+        format: format_ns,
+    },
+    Column {
+        title: "notify p99.9",
+        value: |s| s.notify.map(|n| n[2]),
+        format: format_ns,
+    },
+    Column {
+        title: "→ sink p50",
+        value: |s| s.e2e.map(|n| n[0]),
+        format: format_ns,
+    },
+    Column {
+        title: "→ sink p99",
+        value: |s| s.e2e.map(|n| n[1]),
+        format: format_ns,
+    },
+    Column {
+        title: "client CPU µs/msg",
+        value: |s| Some(s.cpu_us),
+        format: format_2,
+    },
+    Column {
+        title: "allocs/msg",
+        value: |s| Some(s.allocs),
+        format: format_2,
+    },
+];
+
+/// Median, minimum and maximum of the values a column has in `samples`.
+fn spread(samples: &[Sample], column: &Column) -> Option<(f64, f64, f64)> {
+    let mut values: Vec<f64> = samples.iter().filter_map(column.value).collect();
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    let median = if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    };
+    Some((median, values[0], values[values.len() - 1]))
+}
+
+/// Prints the medians with their spread, then the ratios of the medians to
+/// row `ours`, as Markdown tables.
+fn print_tables(
+    title: &str,
+    columns: &[Column],
+    rows: &[(&String, &[Sample])],
+    ours: Option<usize>,
+) {
+    let header = |what: &str| {
+        println!("\n{title}: {what}\n");
+        let titles: Vec<&str> = columns.iter().map(|c| c.title).collect();
+        println!("| client | {} |", titles.join(" | "));
+        println!("|---|{}", "---|".repeat(columns.len()));
+    };
+
+    header("median (min–max)");
+    for (label, samples) in rows {
+        let cells: Vec<String> = columns
+            .iter()
+            .map(|c| match spread(samples, c) {
+                Some((median, min, max)) => format!(
+                    "{} ({}–{})",
+                    (c.format)(median),
+                    (c.format)(min),
+                    (c.format)(max)
+                ),
+                None => "–".to_owned(),
+            })
+            .collect();
+        println!("| {label} | {} |", cells.join(" | "));
+    }
+
+    let Some(ours) = ours else { return };
+    header("ratio of the medians to notifier's");
+    for (label, samples) in rows {
+        let cells: Vec<String> = columns
+            .iter()
+            .map(|c| {
+                let mine = spread(samples, c).map(|s| s.0);
+                let theirs = spread(rows[ours].1, c).map(|s| s.0);
+                match (mine, theirs) {
+                    (Some(mine), Some(theirs)) if theirs > 0.0 => format!("{:.2}×", mine / theirs),
+                    _ => "–".to_owned(),
+                }
+            })
+            .collect();
+        println!("| {label} | {} |", cells.join(" | "));
+    }
+}
+
+fn format_rate(rate: f64) -> String {
+    format!("{:.1} k", rate / 1e3)
+}
+
+fn format_2(x: f64) -> String {
+    format!("{x:.2}")
+}
+
+fn format_ns(ns: f64) -> String {
+    if ns < 1e3 {
+        format!("{ns:.0} ns")
+    } else if ns < 1e6 {
+        format!("{:.1} µs", ns / 1e3)
+    } else {
+        format!("{:.1} ms", ns / 1e6)
+    }
+}

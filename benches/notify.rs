@@ -1,0 +1,235 @@
+//! What `notify` costs the caller, and how many messages per second go
+//! through the queue to the event loops, without the network.
+//!
+//! ```text
+//! cargo bench --bench notify
+//! ```
+//!
+//! The public API has no dequeue, so the benchmark makes the event loops
+//! drain without HTTP: the client points at a closed port and has a circuit
+//! breaker that opens on the first failure and stays open for an hour.
+//! After one connection refused, every message is taken off the queue and
+//! fails at once with `CircuitOpen` (pop, breaker check, a no-op error
+//! handler), so the loops empty the queue as fast as they can and no
+//! socket is involved. One event loop (`threads(1)`), 10 workers; messages
+//! are `Message::from_static`, so nothing is allocated per call.
+//!
+//! - `notify (queue has room)`: the caller's cost of one accepted `notify`
+//!   while the loop drains concurrently. Each sample notifies in chunks of
+//!   at most `CHUNK` messages into a queue that holds two chunks, and waits
+//!   (untimed) for the loop to drain between chunks, so `QueueFull` never
+//!   happens. With `2 producers`, a second thread notifies the same number
+//!   of messages at the same time (both released by a barrier); the time
+//!   is the measured thread's.
+//! - `notify+drain`: messages per second through a default-sized queue
+//!   (1000), counted from the first `notify` until the loop has ended every
+//!   message (`flush`). A producer that meets a full queue spins and tries
+//!   again. With `2 producers` each sends half. The failing loop is faster
+//!   than the producer, so it keeps emptying the queue and parking, and
+//!   `notify` keeps paying to wake it (an `eventfd` write): this is the
+//!   cost of the wake-up protocol. With `spin` (`Builder::spin(50 µs)`) the
+//!   loop busy-polls instead of parking, which leaves the queue's own
+//!   enqueue and dequeue.
+//!
+//! The machine this was written on has 2 cores: with two producers and the
+//! loop, three busy threads share them.
+
+// `criterion_group!` defines an undocumented `pub fn`.
+#![allow(missing_docs)]
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use notifier::{CircuitBreakerConfig, CircuitState, Client, Message, NotifyError};
+
+static BODY: [u8; 64] = [b'x'; 64];
+
+/// Messages notified between two drains in `notify (queue has room)`.
+const CHUNK: u64 = 50_000;
+
+/// `Builder::spin` of the spinning variants.
+const SPIN: Duration = Duration::from_micros(50);
+
+/// How long a drain may take before the bench gives up.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A started client whose loop drains by failing every message at once,
+/// busy-polling for `spin` before it parks.
+fn draining_client(queue_size: usize, spin: Duration) -> Arc<Client> {
+    // A port nobody listens on: bound, then released.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("cannot find a free port");
+    let client = Client::builder(&format!("http://{closed}/notify"))
+        .workers(10)
+        .threads(1)
+        .queue_size(queue_size)
+        .circuit_breaker(
+            CircuitBreakerConfig::default()
+                .failure_threshold(1)
+                .reset_timeout(Duration::from_secs(3600)),
+        )
+        .error_handler(|_| {})
+        .spin(spin)
+        .build()
+        .expect("cannot build the client");
+    client.start();
+    // The first message opens the circuit.
+    notify_spinning(&client);
+    assert!(client.flush(FLUSH_TIMEOUT), "the first message did not end");
+    assert_eq!(
+        client.stats().circuit,
+        CircuitState::Open,
+        "the circuit did not open"
+    );
+    Arc::new(client)
+}
+
+/// Notifies one message, spinning while the queue is full.
+#[inline]
+fn notify_spinning(client: &Client) {
+    let mut msg = Message::from_static(&BODY);
+    loop {
+        match client.notify(msg) {
+            Ok(()) => return,
+            Err(NotifyError::QueueFull(back)) => {
+                msg = back;
+                std::hint::spin_loop();
+            }
+            Err(e) => panic!("notify failed: {e}"),
+        }
+    }
+}
+
+/// Notifies `count` messages; returns how long it took.
+fn notify_many(client: &Client, count: u64) -> Duration {
+    let start = Instant::now();
+    for _ in 0..count {
+        notify_spinning(client);
+    }
+    start.elapsed()
+}
+
+/// A second producer: on each round, notifies the number of messages it is
+/// told, released together with the measured thread by a barrier.
+struct Helper {
+    count: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    start: Arc<Barrier>,
+    done: Arc<Barrier>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Helper {
+    fn spawn(client: &Arc<Client>) -> Helper {
+        let count = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let start = Arc::new(Barrier::new(2));
+        let done = Arc::new(Barrier::new(2));
+        let thread = {
+            let (client, count, stop) = (Arc::clone(client), Arc::clone(&count), Arc::clone(&stop));
+            let (start, done) = (Arc::clone(&start), Arc::clone(&done));
+            thread::spawn(move || loop {
+                start.wait();
+                if stop.load(Ordering::Acquire) {
+                    return;
+                }
+                notify_many(&client, count.load(Ordering::Acquire));
+                done.wait();
+            })
+        };
+        Helper {
+            count,
+            stop,
+            start,
+            done,
+            thread: Some(thread),
+        }
+    }
+
+    /// Runs `own` on this thread while the helper notifies `count`
+    /// messages; returns when both are done.
+    fn round<R>(&self, count: u64, own: impl FnOnce() -> R) -> R {
+        self.count.store(count, Ordering::Release);
+        self.start.wait();
+        let result = own();
+        self.done.wait();
+        result
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        self.start.wait();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// `notify` into a queue with room, in chunks, draining between them.
+fn with_room(client: &Client, helper: Option<&Helper>, iters: u64) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut left = iters;
+    while left > 0 {
+        let chunk = left.min(CHUNK);
+        total += match helper {
+            None => notify_many(client, chunk),
+            Some(helper) => helper.round(chunk, || notify_many(client, chunk)),
+        };
+        assert!(client.flush(FLUSH_TIMEOUT), "the loop did not drain");
+        left -= chunk;
+    }
+    total
+}
+
+fn notify(c: &mut Criterion) {
+    let mut group = c.benchmark_group("notify (queue has room)");
+    group.throughput(Throughput::Elements(1));
+    // Two chunks from two producers fit without `QueueFull`.
+    let client = draining_client(2 * CHUNK as usize, Duration::ZERO);
+    group.bench_function("1 producer", |b| {
+        b.iter_custom(|iters| with_room(&client, None, iters))
+    });
+    let helper = Helper::spawn(&client);
+    group.bench_function("2 producers", |b| {
+        b.iter_custom(|iters| with_room(&client, Some(&helper), iters))
+    });
+    drop(helper);
+    client.stop();
+    group.finish();
+
+    let mut group = c.benchmark_group("notify+drain");
+    group.throughput(Throughput::Elements(1));
+    for (spin, suffix) in [(Duration::ZERO, ""), (SPIN, ", spin")] {
+        let client = draining_client(notifier::DEFAULT_QUEUE_SIZE, spin);
+        group.bench_function(format!("1 producer{suffix}"), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                notify_many(&client, iters);
+                assert!(client.flush(FLUSH_TIMEOUT), "the loop did not drain");
+                start.elapsed()
+            })
+        });
+        let helper = Helper::spawn(&client);
+        group.bench_function(format!("2 producers{suffix}"), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                helper.round(iters / 2, || notify_many(&client, iters - iters / 2));
+                assert!(client.flush(FLUSH_TIMEOUT), "the loop did not drain");
+                start.elapsed()
+            })
+        });
+        drop(helper);
+        client.stop();
+    }
+    group.finish();
+}
+
+criterion_group!(benches, notify);
+criterion_main!(benches);
