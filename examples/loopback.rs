@@ -30,6 +30,11 @@
 //! no allocation per request. Over TLS the same loop reads and writes
 //! through a `rustls::StreamOwned`.
 
+// The producers' back-off on a full queue, shared with the benchmarks so
+// every measurement waits the same way.
+#[path = "../benches/common/backoff.rs"]
+mod backoff;
+
 use std::error::Error;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -39,6 +44,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use backoff::back_off;
 use hdrhistogram::Histogram;
 use notifier::{Client, Message, NotificationError, NotifyError};
 use rcgen::{
@@ -469,26 +475,6 @@ fn produce(
         latency,
         queue_full_retries,
     })
-}
-
-/// Waits before retrying a full queue: spins briefly, then yields, then
-/// sleeps.
-///
-/// The sleep matters on a small machine: a producer that only spins or
-/// yields keeps a whole core busy while the queue is full, a core the event
-/// loops and the sink need (with 2 cores it halves the measured
-/// throughput). The queue holds `--queue` messages, milliseconds of work,
-/// so a 50 µs nap never lets it run dry.
-fn back_off(attempt: u32) {
-    match attempt {
-        0..=5 => {
-            for _ in 0..1u32 << attempt {
-                std::hint::spin_loop();
-            }
-        }
-        6..=9 => thread::yield_now(),
-        _ => thread::sleep(Duration::from_micros(50)),
-    }
 }
 
 /// A `size`-byte body that starts with the decimal sequence number and a
