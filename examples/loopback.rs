@@ -34,8 +34,10 @@
 // every measurement waits the same way.
 #[path = "../benches/common/backoff.rs"]
 mod backoff;
+// The sink's throwaway CA and leaf, shared with the HTTPS benchmarks.
+#[path = "../benches/common/tls.rs"]
+mod tls;
 
-use std::error::Error;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::ExitCode;
@@ -47,12 +49,8 @@ use std::time::{Duration, Instant};
 use backoff::back_off;
 use hdrhistogram::Histogram;
 use notifier::{Client, Message, NotificationError, NotifyError};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose,
-};
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-use rustls::{ClientConfig, RootCertStore, ServerConfig, ServerConnection, StreamOwned};
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
+use tls::TlsConfigs;
 
 const USAGE: &str = "\
 usage: loopback [OPTIONS]
@@ -862,68 +860,5 @@ fn serve(mut stream: impl Read + Write, counters: &SinkCounters) -> io::Result<(
         if close {
             return Ok(());
         }
-    }
-}
-
-// ---------------------------------------------------------------------------
-// TLS
-// ---------------------------------------------------------------------------
-
-/// The ALPN protocol both ends agree on.
-const HTTP_1_1: &[u8] = b"http/1.1";
-
-/// The sink's TLS configuration and a client configuration that trusts it.
-struct TlsConfigs {
-    server: Arc<ServerConfig>,
-    client: Arc<ClientConfig>,
-}
-
-impl TlsConfigs {
-    /// Makes a throwaway CA and a leaf certificate it signs for `localhost`
-    /// and `127.0.0.1`; both configurations use the ring provider, the safe
-    /// default protocol versions (TLS 1.2 and 1.3) and ALPN `http/1.1`.
-    fn generate() -> Result<TlsConfigs, Box<dyn Error>> {
-        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "notifier loopback CA");
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
-        let ca_key = KeyPair::generate()?;
-        let ca = ca_params.self_signed(&ca_key)?;
-
-        let mut leaf_params = CertificateParams::new(["localhost", "127.0.0.1"].map(String::from))?;
-        leaf_params
-            .distinguished_name
-            .push(DnType::CommonName, "localhost");
-        leaf_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let leaf_key = KeyPair::generate()?;
-        let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key)?;
-
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-
-        let leaf_key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
-        // The builder's default session storage is an in-memory cache; the
-        // ticketer adds stateless resumption.
-        let mut server = ServerConfig::builder_with_provider(Arc::clone(&provider))
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_single_cert(vec![leaf.der().clone()], leaf_key)?;
-        server.alpn_protocols = vec![HTTP_1_1.to_vec()];
-        server.ticketer = rustls::crypto::ring::Ticketer::new()?;
-
-        let mut roots = RootCertStore::empty();
-        roots.add(ca.der().clone())?;
-        let mut client = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        client.alpn_protocols = vec![HTTP_1_1.to_vec()];
-
-        Ok(TlsConfigs {
-            server: Arc::new(server),
-            client: Arc::new(client),
-        })
     }
 }
