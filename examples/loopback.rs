@@ -37,9 +37,13 @@ mod backoff;
 // The sink's throwaway CA and leaf, shared with the HTTPS benchmarks.
 #[path = "../benches/common/tls.rs"]
 mod tls;
+// The embedded HTTP sink, shared with the benchmarks (which use the parts
+// this example does not: the quiet observer, the bare address).
+#[allow(dead_code)]
+#[path = "../benches/common/sink.rs"]
+mod sink;
 
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{self, Write};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
@@ -49,7 +53,7 @@ use std::time::{Duration, Instant};
 use backoff::back_off;
 use hdrhistogram::Histogram;
 use notifier::{Client, Message, NotificationError, NotifyError};
-use rustls::{ServerConfig, ServerConnection, StreamOwned};
+use rustls::ServerConfig;
 use tls::TlsConfigs;
 
 const USAGE: &str = "\
@@ -108,7 +112,7 @@ fn run(config: &Config) -> Result<bool, String> {
         .map_err(|e| format!("cannot set up TLS: {e}"))?;
     let sink = Sink::start(config.messages, tls.as_ref().map(|t| Arc::clone(&t.server)))
         .map_err(|e| format!("cannot start the sink: {e}"))?;
-    let url = format!("{}://{}/notify", sink.scheme(), sink.addr);
+    let url = sink.server.url();
 
     // Count failed notifications; print the first few in full.
     let handler_failures = Arc::new(AtomicU64::new(0));
@@ -313,7 +317,7 @@ fn run(config: &Config) -> Result<bool, String> {
     if problems.is_empty() {
         println!(
             "OK: all {n} messages delivered over {}, each received once by the sink",
-            sink.scheme()
+            if config.tls { "https" } else { "http" }
         );
         Ok(true)
     } else {
@@ -536,26 +540,11 @@ fn format_ns(ns: u64) -> String {
 // The embedded HTTP sink
 // ---------------------------------------------------------------------------
 
-/// `204 No Content` needs no `Content-Length`: it never has a body.
-const RESPONSE_204: &[u8] = b"HTTP/1.1 204 No Content\r\n\r\n";
-const RESPONSE_400: &[u8] =
-    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-const RESPONSE_431: &[u8] =
-    b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-const RESPONSE_501: &[u8] =
-    b"HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-
-/// Initial size of a connection's read buffer: a request head must fit in it;
-/// it grows for larger bodies.
-const READ_BUFFER: usize = 64 * 1024;
-
-/// Headers parsed per request; more is answered with 431.
-const MAX_HEADERS: usize = 32;
-
 /// What the sink has seen, shared by its connection threads.
 struct SinkCounters {
     requests: AtomicU64,
-    connections: AtomicU64,
+    /// Sink threads started: the acceptor and one per connection.
+    threads: AtomicU64,
     body_bytes: AtomicU64,
     /// One bit per expected sequence number.
     seen: Vec<AtomicU64>,
@@ -570,7 +559,7 @@ impl SinkCounters {
         let words = usize::try_from(expected.div_ceil(64)).expect("message count fits in memory");
         SinkCounters {
             requests: AtomicU64::new(0),
-            connections: AtomicU64::new(0),
+            threads: AtomicU64::new(0),
             body_bytes: AtomicU64::new(0),
             seen: (0..words).map(|_| AtomicU64::new(0)).collect(),
             distinct: AtomicU64::new(0),
@@ -621,11 +610,23 @@ struct SinkReport {
     unidentified: u64,
 }
 
-/// The embedded HTTP/1.1 server. Its threads are detached: they end with the
-/// process.
+impl sink::Observer for SinkCounters {
+    fn thread_started(&self) {
+        self.threads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn request(&self, body: &[u8]) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.body_bytes
+            .fetch_add(body.len() as u64, Ordering::Relaxed);
+        self.record_body(body);
+    }
+}
+
+/// The embedded HTTP/1.1 server (`benches/common/sink.rs`, shared with the
+/// benchmarks) and what it counted.
 struct Sink {
-    addr: SocketAddr,
-    tls: bool,
+    server: sink::Sink,
     counters: Arc<SinkCounters>,
 }
 
@@ -634,231 +635,21 @@ impl Sink {
     /// serving TLS with `tls` when given; `expected` sizes the table of
     /// sequence numbers.
     fn start(expected: u64, tls: Option<Arc<ServerConfig>>) -> io::Result<Sink> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let addr = listener.local_addr()?;
         let counters = Arc::new(SinkCounters::new(expected));
-        let shared = Arc::clone(&counters);
-        let secure = tls.is_some();
-        thread::Builder::new()
-            .name("sink-accept".to_owned())
-            .spawn(move || accept_loop(&listener, tls.as_ref(), &shared))?;
-        Ok(Sink {
-            addr,
-            tls: secure,
-            counters,
-        })
-    }
-
-    /// The URL scheme the sink serves.
-    fn scheme(&self) -> &'static str {
-        if self.tls {
-            "https"
-        } else {
-            "http"
-        }
+        let server = sink::Sink::start(tls, Arc::clone(&counters) as Arc<dyn sink::Observer>)?;
+        Ok(Sink { server, counters })
     }
 
     fn report(&self) -> SinkReport {
         let c = &self.counters;
         SinkReport {
             requests: c.requests.load(Ordering::Relaxed),
-            connections: c.connections.load(Ordering::Relaxed),
+            // Every thread but the acceptor served one connection.
+            connections: c.threads.load(Ordering::Relaxed).saturating_sub(1),
             body_bytes: c.body_bytes.load(Ordering::Relaxed),
             distinct: c.distinct.load(Ordering::Relaxed),
             duplicates: c.duplicates.load(Ordering::Relaxed),
             unidentified: c.unidentified.load(Ordering::Relaxed),
-        }
-    }
-}
-
-fn accept_loop(
-    listener: &TcpListener,
-    tls: Option<&Arc<ServerConfig>>,
-    counters: &Arc<SinkCounters>,
-) {
-    for stream in listener.incoming() {
-        let stream = match stream {
-            Ok(stream) => stream,
-            Err(e) => {
-                eprintln!("sink: accept failed: {e}");
-                continue;
-            }
-        };
-        let id = counters.connections.fetch_add(1, Ordering::Relaxed);
-        let counters = Arc::clone(counters);
-        let tls = tls.cloned();
-        let spawned = thread::Builder::new()
-            .name(format!("sink-conn-{id}"))
-            .spawn(move || {
-                if let Err(e) = serve_connection(stream, tls, &counters) {
-                    // Resets happen when the client drops a connection; anything
-                    // else is worth seeing.
-                    if e.kind() != io::ErrorKind::ConnectionReset {
-                        eprintln!("sink: connection {id}: {e}");
-                    }
-                }
-            });
-        if let Err(e) = spawned {
-            eprintln!("sink: cannot spawn a connection thread: {e}");
-        }
-    }
-}
-
-/// The head of one request, as far as the sink cares.
-struct RequestHead {
-    /// Bytes of head plus body.
-    total_len: usize,
-    /// Where the body starts, from the start of the request.
-    head_len: usize,
-    /// Close the connection after answering.
-    close: bool,
-}
-
-/// Parses one request head at the start of `buf`: `Ok(None)` when more bytes
-/// are needed, `Err(response)` when the request must be refused.
-fn parse_head(buf: &[u8]) -> Result<Option<RequestHead>, &'static [u8]> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut request = httparse::Request::new(&mut headers);
-    let head_len = match request.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(RESPONSE_431),
-        Err(_) => return Err(RESPONSE_400),
-    };
-    // HTTP/1.0 closes unless asked to keep alive; HTTP/1.1 the other way round.
-    let mut close = request.version == Some(0);
-    let mut content_length: Option<usize> = None;
-    for header in request.headers.iter() {
-        if header.name.eq_ignore_ascii_case("content-length") {
-            let len = std::str::from_utf8(header.value)
-                .ok()
-                .and_then(|v| v.trim().parse().ok())
-                .ok_or(RESPONSE_400)?;
-            if content_length.is_some_and(|previous| previous != len) {
-                return Err(RESPONSE_400);
-            }
-            content_length = Some(len);
-        } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
-            // The client frames bodies with Content-Length; chunked is not needed here.
-            return Err(RESPONSE_501);
-        } else if header.name.eq_ignore_ascii_case("connection") {
-            if header.value.eq_ignore_ascii_case(b"close") {
-                close = true;
-            } else if header.value.eq_ignore_ascii_case(b"keep-alive") {
-                close = false;
-            }
-        }
-    }
-    let total_len = head_len
-        .checked_add(content_length.unwrap_or(0))
-        .ok_or(RESPONSE_400)?;
-    Ok(Some(RequestHead {
-        total_len,
-        head_len,
-        close,
-    }))
-}
-
-/// The sink's end of a TLS connection.
-type TlsStream = StreamOwned<ServerConnection, TcpStream>;
-
-/// Serves one accepted connection, over TLS when `tls` is given (the
-/// handshake happens on the first read).
-fn serve_connection(
-    stream: TcpStream,
-    tls: Option<Arc<ServerConfig>>,
-    counters: &SinkCounters,
-) -> io::Result<()> {
-    stream.set_nodelay(true)?;
-    match tls {
-        None => serve(stream, counters),
-        Some(config) => {
-            let conn = ServerConnection::new(config).map_err(io::Error::other)?;
-            serve(TlsStream::new(conn, stream), counters)
-        }
-    }
-}
-
-/// Serves one keep-alive connection until the peer closes it.
-///
-/// Bytes accumulate in `buf[start..end]`; every complete request in it is
-/// answered, all answers of one read going out in one write.
-fn serve(mut stream: impl Read + Write, counters: &SinkCounters) -> io::Result<()> {
-    let mut buf = vec![0u8; READ_BUFFER];
-    let mut out: Vec<u8> = Vec::with_capacity(RESPONSE_204.len() * 16);
-    let (mut start, mut end) = (0usize, 0usize);
-    // The head of a request whose body is still arriving, so it is parsed once.
-    let mut pending: Option<RequestHead> = None;
-
-    loop {
-        // Make room: drop consumed bytes, or grow for a request larger than the buffer.
-        if end == buf.len() {
-            if start > 0 {
-                buf.copy_within(start..end, 0);
-                end -= start;
-                start = 0;
-            } else if let Some(head) = &pending {
-                // A body larger than the buffer: make room for all of it.
-                buf.resize(head.total_len.max(buf.len() * 2), 0);
-            } else {
-                // A request head that fills the whole buffer is not one we serve.
-                stream.write_all(RESPONSE_431)?;
-                return stream.flush();
-            }
-        }
-        let read = stream.read(&mut buf[end..])?;
-        if read == 0 {
-            return Ok(()); // The client closed the connection.
-        }
-        end += read;
-
-        // Answer every complete request in the buffer.
-        let (mut requests, mut body_bytes, mut close) = (0u64, 0u64, false);
-        while start < end {
-            let head = match pending.take() {
-                Some(head) => head,
-                None => match parse_head(&buf[start..end]) {
-                    Ok(Some(head)) => head,
-                    Ok(None) => break,
-                    Err(response) => {
-                        out.extend_from_slice(response);
-                        close = true;
-                        break;
-                    }
-                },
-            };
-            if end - start < head.total_len {
-                pending = Some(head); // Wait for the rest of the body.
-                break;
-            }
-            let body = &buf[start + head.head_len..start + head.total_len];
-            counters.record_body(body);
-            body_bytes += body.len() as u64;
-            requests += 1;
-            start += head.total_len;
-            out.extend_from_slice(RESPONSE_204);
-            if head.close {
-                close = true;
-                break;
-            }
-        }
-        if start == end {
-            (start, end) = (0, 0);
-        }
-
-        // Count before answering, so the client never sees a response the
-        // sink has not counted yet.
-        if requests > 0 {
-            counters.requests.fetch_add(requests, Ordering::Relaxed);
-            counters.body_bytes.fetch_add(body_bytes, Ordering::Relaxed);
-        }
-        if !out.is_empty() {
-            stream.write_all(&out)?;
-            stream.flush()?;
-            out.clear();
-        }
-        if close {
-            return Ok(());
         }
     }
 }
