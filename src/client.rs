@@ -11,9 +11,9 @@ use crate::builder::{Builder, Config};
 use crate::error::{BuildError, NotifyError};
 use crate::message::Message;
 use crate::policy::CircuitState;
-use crate::runtime::deadline_after;
 use crate::runtime::event_loop::{on_loop_thread, EventLoop, WAKER};
 use crate::runtime::queue::{Padded, Queue, Refused, NEW};
+use crate::runtime::{deadline_after, sched};
 use crate::stats::{LoopStats, Stats};
 
 /// State shared by the client handle and its event loops.
@@ -129,6 +129,7 @@ impl Client {
             return;
         }
         let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
+        let batch = self.shared.config.batch_scheduling;
         let cores = if self.shared.config.pin_threads {
             core_affinity::get_core_ids().unwrap_or_default()
         } else {
@@ -144,6 +145,11 @@ impl Client {
                         // Unpinned is the documented fallback when the
                         // platform refuses.
                         let _pinned: bool = core_affinity::set_for_current(core);
+                    }
+                    if batch {
+                        // The documented fallback where refused: the
+                        // default policy.
+                        let _batch: bool = sched::batch_current_thread();
                     }
                     event_loop.run()
                 })

@@ -1,5 +1,6 @@
 //! The knobs for latency: `notify` wakes a loop only when one is parked,
-//! `spin` keeps loops from parking, `pin_threads` pins them to cores.
+//! `spin` keeps loops from parking, `pin_threads` pins them to cores,
+//! `batch_scheduling` keeps woken loops from preempting their callers.
 
 mod support;
 
@@ -74,21 +75,34 @@ fn spinning_loops_need_no_wake_ups() {
     assert!(wakeups <= 1, "{wakeups} wake-ups while the loop spins");
 }
 
-/// The CPUs a thread of this process named `name` may run on, from procfs.
-fn cpus_allowed(name: &str) -> Option<String> {
+/// A file of procfs's directory for the thread of this process named
+/// `name`.
+fn task_file(name: &str, file: &str) -> Option<String> {
     for task in std::fs::read_dir("/proc/self/task").ok()? {
         let dir = task.ok()?.path();
         let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
-        if comm.trim_end() != name {
-            continue;
+        if comm.trim_end() == name {
+            return std::fs::read_to_string(dir.join(file)).ok();
         }
-        let status = std::fs::read_to_string(dir.join("status")).ok()?;
-        return status
-            .lines()
-            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-            .map(|v| v.trim().to_owned());
     }
     None
+}
+
+/// The CPUs the thread named `name` may run on.
+fn cpus_allowed(name: &str) -> Option<String> {
+    task_file(name, "status")?
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .map(|v| v.trim().to_owned())
+}
+
+/// The scheduling policy of the thread named `name`: field 41 of its
+/// `stat`, counted after the parenthesised command name (which may hold
+/// spaces) as field 2.
+fn policy(name: &str) -> Option<u32> {
+    let stat = task_file(name, "stat")?;
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    after_comm.split_whitespace().nth(41 - 3)?.parse().ok()
 }
 
 #[test]
@@ -114,4 +128,32 @@ fn pinned_loops_run_on_one_core_each() {
         allowed.parse::<usize>().is_ok(),
         "a pinned loop may run on {allowed:?}, not on one core"
     );
+}
+
+#[test]
+fn loops_run_under_sched_batch_unless_turned_off() {
+    if !cfg!(target_os = "linux") {
+        return;
+    }
+    const SCHED_OTHER: u32 = 0;
+    const SCHED_BATCH: u32 = 3;
+    // Only this test has a fourth loop, so `notifier-3` is this client's;
+    // the two clients run one after the other.
+    for (on, expected) in [(None, SCHED_BATCH), (Some(false), SCHED_OTHER)] {
+        let server = Server::no_content();
+        let mut builder = Client::builder(&server.url()).workers(4).threads(4);
+        if let Some(on) = on {
+            builder = builder.batch_scheduling(on);
+        }
+        let (client, failures) = started(builder);
+        notify_all(&client, 0..100);
+        assert!(client.flush(LONG));
+        let policy = policy("notifier-3").expect("loop thread notifier-3 in /proc");
+        client.stop();
+        assert_all_delivered(&client, &failures, &server, 100);
+        assert_eq!(
+            policy, expected,
+            "batch_scheduling {on:?}: policy {policy}, expected {expected}"
+        );
+    }
 }

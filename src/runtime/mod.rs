@@ -4,6 +4,7 @@
 pub(crate) mod event_loop;
 pub(crate) mod park;
 pub(crate) mod queue;
+pub(crate) mod sched;
 pub(crate) mod slot;
 pub(crate) mod timers;
 
