@@ -79,3 +79,10 @@ pub fn decode_response(bytes: &[u8]) -> Option<u16> {
         }
     }
 }
+
+/// Puts the calling thread under Linux's `SCHED_BATCH`, as the event loops
+/// run by default (`Builder::batch_scheduling`); whether the kernel
+/// accepted.
+pub fn batch_current_thread() -> bool {
+    crate::runtime::sched::batch_current_thread()
+}

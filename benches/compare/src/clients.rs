@@ -5,7 +5,10 @@
 //! - **notifier**: this crate, defaults but `workers` and `queue_size`.
 //!   The spinning variant adds `spin` and runs one event loop
 //!   (`threads(1)`), as `Builder::spin` advises: a spinning loop keeps a
-//!   core busy, and the machine has to keep one for the sink.
+//!   core busy, and the machine has to keep one for the sink. The
+//!   SCHED_OTHER variant adds `batch_scheduling(false)`: its event loops
+//!   run under the default policy, so a woken loop may preempt the thread
+//!   that called `notify`.
 //! - **reqwest + tokio**: a bounded `tokio::sync::mpsc` fed by `try_send`,
 //!   `workers` tasks sharing its receiver, one shared `reqwest::Client`;
 //!   the multi-thread runtime with its default thread count (the cores).
@@ -15,20 +18,28 @@
 //!   with its own blocking keep-alive connection, write a prebuilt request
 //!   (only the send time in the body changes) and read the `204`. The
 //!   syscall floor.
+//! - **wake floor**: no queue, no HTTP, no sink: each message is a
+//!   `mio::Waker::wake` (an eventfd write) to one thread blocked in
+//!   `mio::Poll::poll` under SCHED_BATCH, as the library's loops are. The
+//!   floor of a `notify` that has to wake a sleeping thread; the message
+//!   itself is dropped.
 //!
-//! The queue-fed clients are [`Pipe`]s: the harness's producer hands them
-//! messages and backs off when they are full. Parsing the URL is done once
-//! up front for every client, as a careful user would.
+//! The queue-fed clients and the wake floor are [`Pipe`]s: the harness's
+//! producer hands them messages and backs off when they are full. Parsing
+//! the URL is done once up front for every client, as a careful user would.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self as std_mpsc, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+use mio::{Events, Poll, Token};
 use notifier::{Client, NotifyError, DEFAULT_CONTENT_TYPE};
+
+use crate::sink::Observer;
 
 /// What every client is given.
 pub(crate) struct Settings {
@@ -66,18 +77,31 @@ pub(crate) trait Pipe: Send + Sync {
 // notifier
 // ---------------------------------------------------------------------------
 
+/// How a [`Notifier`] differs from the defaults, beyond [`Settings`].
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct NotifierOptions {
+    /// `Builder::spin`, on one event loop (`threads(1)`).
+    pub(crate) spin: Option<Duration>,
+    /// `Builder::batch_scheduling(false)`: the event loops run under
+    /// SCHED_OTHER instead of SCHED_BATCH.
+    pub(crate) sched_other: bool,
+}
+
 /// This crate.
 pub(crate) struct Notifier(Client);
 
 impl Notifier {
-    pub(crate) fn start(s: &Settings, spin: Option<Duration>) -> Result<Notifier, String> {
+    pub(crate) fn start(s: &Settings, options: NotifierOptions) -> Result<Notifier, String> {
         let failed = s.failed();
         let mut builder = Client::builder(&s.url)
             .workers(s.workers)
             .queue_size(s.queue)
             .error_handler(move |e| failed(&e));
-        if let Some(spin) = spin {
+        if let Some(spin) = options.spin {
             builder = builder.spin(spin).threads(1);
+        }
+        if options.sched_other {
+            builder = builder.batch_scheduling(false);
         }
         let client = builder.build().map_err(|e| e.to_string())?;
         client.start();
@@ -96,6 +120,136 @@ impl Pipe for Notifier {
 
     fn shutdown(self: Box<Self>) {
         self.0.stop();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// wake floor
+// ---------------------------------------------------------------------------
+
+/// How long the waiting thread of [`Wake`] sleeps in `poll` before it
+/// looks for wakes that coalesced; never reached while paced messages flow.
+const WAKE_IDLE: Duration = Duration::from_millis(1);
+
+/// A value alone on its cache lines.
+#[repr(align(128))]
+struct Alone<T>(T);
+
+/// What the producer and the waiting thread of [`Wake`] share.
+struct WakeShared {
+    /// Wakes made so far. Written by the producer only, after each wake,
+    /// and read by the waiting thread only when idle, so that the line
+    /// stays in the producer's cache while messages flow.
+    made: Alone<AtomicU64>,
+    stop: Alone<AtomicBool>,
+}
+
+/// The cost floor of a `notify` that must wake a sleeping thread: `send`
+/// is `mio::Waker::wake`, an eventfd write, and drops the message. One
+/// thread, under SCHED_BATCH as the library's event loops are, waits in
+/// `mio::Poll::poll` and reports each wake to the harness's probe as a
+/// receipt with an empty body (counted, no latency). Wakes made while it
+/// was not yet back in `poll` come as one event; the probe gets them when
+/// the thread next finds nothing to do, from [`WakeShared::made`].
+pub(crate) struct Wake {
+    waker: mio::Waker,
+    shared: Arc<WakeShared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Wake {
+    /// Starts the waiting thread, which reports receipts to `probe`.
+    pub(crate) fn start(probe: Arc<dyn Observer>) -> Result<Wake, String> {
+        let poll = Poll::new().map_err(|e| format!("cannot create a poll: {e}"))?;
+        let waker = mio::Waker::new(poll.registry(), Token(0))
+            .map_err(|e| format!("cannot create a waker: {e}"))?;
+        let shared = Arc::new(WakeShared {
+            made: Alone(AtomicU64::new(0)),
+            stop: Alone(AtomicBool::new(false)),
+        });
+        let (ready_tx, ready) = std_mpsc::sync_channel(1);
+        let thread = {
+            let shared = Arc::clone(&shared);
+            thread::Builder::new()
+                .name("wake".to_owned())
+                .spawn(move || {
+                    let batch = notifier::__bench::batch_current_thread();
+                    let _ = ready_tx.send(batch);
+                    if batch {
+                        wait_for_wakes(poll, &shared, &*probe);
+                    }
+                })
+                .map_err(|e| e.to_string())?
+        };
+        let batch = ready
+            .recv()
+            .map_err(|_| "the wake thread died".to_owned())?;
+        let wake = Wake {
+            waker,
+            shared,
+            thread: Some(thread),
+        };
+        if !batch {
+            return Err("the kernel refused SCHED_BATCH".to_owned());
+        }
+        Ok(wake)
+    }
+}
+
+/// The waiting thread of [`Wake`]: blocks in `poll`, and reports to
+/// `probe` one receipt per wake event, then, when idle, the wakes that
+/// coalesced. It never reports more than the wakes made: each event
+/// follows at least one wake of its own, and `made` counts wakes already
+/// made.
+fn wait_for_wakes(mut poll: Poll, shared: &WakeShared, probe: &dyn Observer) {
+    let mut events = Events::with_capacity(8);
+    let (mut heard, mut reported) = (0u64, 0u64);
+    loop {
+        match poll.poll(&mut events, Some(WAKE_IDLE)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => panic!("the wake thread cannot poll: {e}"),
+        }
+        if shared.stop.0.load(Ordering::Acquire) {
+            return;
+        }
+        let known = if events.is_empty() {
+            shared.made.0.load(Ordering::Acquire)
+        } else {
+            heard += events.iter().count() as u64;
+            heard
+        };
+        while reported < known {
+            probe.request(&[]);
+            reported += 1;
+        }
+    }
+}
+
+impl Pipe for Wake {
+    fn send(&self, body: Vec<u8>) -> Result<(), Vec<u8>> {
+        if let Err(e) = self.waker.wake() {
+            panic!("the wake floor cannot wake: {e}");
+        }
+        // One producer: a plain load and store, no read-modify-write.
+        let made = &self.shared.made.0;
+        made.store(made.load(Ordering::Relaxed) + 1, Ordering::Release);
+        drop(body);
+        Ok(())
+    }
+
+    fn shutdown(self: Box<Self>) {
+        drop(self);
+    }
+}
+
+impl Drop for Wake {
+    fn drop(&mut self) {
+        self.shared.stop.0.store(true, Ordering::Release);
+        let _ = self.waker.wake();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 

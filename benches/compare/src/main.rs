@@ -7,11 +7,17 @@
 //! ```
 //!
 //! The clients (see `clients.rs`): this crate (and the same with
-//! `Builder::spin` on one event loop), a `reqwest` + `tokio` pool, a `ureq` thread pool, and
-//! raw blocking sockets writing a prebuilt request (the floor). Each POSTs
-//! `--size`-byte messages over plain HTTP to the sink of
-//! `benches/common/sink.rs` (also used by `benches/e2e.rs`), which answers
-//! `204` from a thread per connection and allocates nothing per request.
+//! `Builder::spin` on one event loop, and with
+//! `Builder::batch_scheduling(false)`: event loops under SCHED_OTHER), a
+//! `reqwest` + `tokio` pool, a `ureq` thread pool, and raw blocking sockets
+//! writing a prebuilt request (the floor). Each POSTs `--size`-byte
+//! messages over plain HTTP to the sink of `benches/common/sink.rs` (also
+//! used by `benches/e2e.rs`), which answers `204` from a thread per
+//! connection and allocates nothing per request. Besides them, the wake
+//! floor sends nothing: its `notify` is an eventfd wake (`mio::Waker`) of
+//! a thread blocked in `mio::Poll::poll` under SCHED_BATCH, which counts
+//! each wake as a receipt; it runs the paced phase only (no warm-up, no
+//! free phase), and has no notify → receipt latency.
 //!
 //! For each run and each client: a fresh sink and client, a warm-up
 //! (connections opened, `--warmup` messages), then two measured phases:
@@ -55,7 +61,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use backoff::back_off;
-use clients::{raw_exchange, Notifier, Pipe, Raw, Reqwest, Settings, Ureq};
+use clients::{raw_exchange, Notifier, NotifierOptions, Pipe, Raw, Reqwest, Settings, Ureq, Wake};
 use probe::{
     epoch, nanos, new_histogram, now_ns, process_cpu, stamp, thread_cpu, Probe, STAMP_LEN,
 };
@@ -68,7 +74,9 @@ const USAGE: &str = "\
 usage: compare [OPTIONS]
 
 Runs this crate, reqwest+tokio, ureq and raw sockets side by side against an
-in-process HTTP sink answering 204, and prints medians over the runs.
+in-process HTTP sink answering 204, and prints medians over the runs. 'wake'
+is the floor of a notify that wakes a sleeping thread: an eventfd wake, no
+HTTP, paced phase only.
 
 options:
   --messages N        messages per free-running phase       (default 200000)
@@ -82,7 +90,11 @@ options:
   --spin-us U         Builder::spin of 'notifier spin'      (default 100)
                       (that client runs one event loop: a spinning loop
                       keeps a core busy)
-  --clients LIST      comma-separated subset of: notifier, spin, reqwest, ureq, raw
+  --clients LIST      comma-separated subset of: notifier, spin, normal,
+                      wake, reqwest, ureq, raw     (default all)
+                      (normal: notifier with batch_scheduling(false), its
+                      loops under SCHED_OTHER; wake: mio::Waker::wake to a
+                      thread in mio::Poll::poll under SCHED_BATCH)
   --mode MODE         free, paced or both                   (default both)
   -h, --help          print this help";
 
@@ -94,15 +106,19 @@ const PHASE_GRACE: Duration = Duration::from_secs(60);
 enum Contender {
     Notifier,
     NotifierSpin,
+    NotifierSchedOther,
+    Wake,
     Reqwest,
     Ureq,
     Raw,
 }
 
 impl Contender {
-    const ALL: [Contender; 5] = [
+    const ALL: [Contender; 7] = [
         Contender::Notifier,
         Contender::NotifierSpin,
+        Contender::NotifierSchedOther,
+        Contender::Wake,
         Contender::Reqwest,
         Contender::Ureq,
         Contender::Raw,
@@ -113,6 +129,8 @@ impl Contender {
         match self {
             Contender::Notifier => "notifier",
             Contender::NotifierSpin => "spin",
+            Contender::NotifierSchedOther => "normal",
+            Contender::Wake => "wake",
             Contender::Reqwest => "reqwest",
             Contender::Ureq => "ureq",
             Contender::Raw => "raw",
@@ -124,10 +142,19 @@ impl Contender {
         match self {
             Contender::Notifier => "notifier".to_owned(),
             Contender::NotifierSpin => format!("notifier, spin {} µs, 1 thread", config.spin_us),
+            Contender::NotifierSchedOther => "notifier, SCHED_OTHER loops".to_owned(),
+            Contender::Wake => "wake floor (eventfd)".to_owned(),
             Contender::Reqwest => "reqwest + tokio".to_owned(),
             Contender::Ureq => "ureq threads".to_owned(),
             Contender::Raw => "raw sockets (floor)".to_owned(),
         }
+    }
+
+    /// Whether it sends free-running (warm-up and free phase); the wake
+    /// floor measures the wake of a sleeping thread, which only pacing
+    /// gives.
+    fn free_running(self) -> bool {
+        self != Contender::Wake
     }
 }
 
@@ -416,10 +443,26 @@ fn run_client(
         failures: Arc::default(),
     };
     let mut running = match client {
-        Contender::Notifier => Running::Pipe(Box::new(Notifier::start(&settings, None)?)),
+        Contender::Notifier => Running::Pipe(Box::new(Notifier::start(
+            &settings,
+            NotifierOptions::default(),
+        )?)),
         Contender::NotifierSpin => Running::Pipe(Box::new(Notifier::start(
             &settings,
-            Some(Duration::from_micros(config.spin_us)),
+            NotifierOptions {
+                spin: Some(Duration::from_micros(config.spin_us)),
+                ..NotifierOptions::default()
+            },
+        )?)),
+        Contender::NotifierSchedOther => Running::Pipe(Box::new(Notifier::start(
+            &settings,
+            NotifierOptions {
+                sched_other: true,
+                ..NotifierOptions::default()
+            },
+        )?)),
+        Contender::Wake => Running::Pipe(Box::new(Wake::start(
+            Arc::clone(&probe) as Arc<dyn sink::Observer>
         )?)),
         Contender::Reqwest => Running::Pipe(Box::new(Reqwest::start(&settings)?)),
         Contender::Ureq => Running::Pipe(Box::new(Ureq::start(&settings)?)),
@@ -430,10 +473,10 @@ fn run_client(
         size: config.size,
         interval_ns: None,
     };
-    if config.warmup > 0 {
+    if config.warmup > 0 && client.free_running() {
         phase(&mut running, &probe, &free_plan(config.warmup))?;
     }
-    let free = if config.free {
+    let free = if config.free && client.free_running() {
         Some(phase(&mut running, &probe, &free_plan(config.messages))?)
     } else {
         None
