@@ -31,12 +31,21 @@
 //!   loop busy-polls instead of parking, which leaves the queue's own
 //!   enqueue and dequeue.
 //!
+//! - `queue (enqueue+dequeue)`: the queue alone, no event loop, no wake-up
+//!   (`notifier::__bench::Queue`): `push` is `notify`'s path (reserve,
+//!   push, look for a parked loop), `pop` a loop's (pop, release). With
+//!   `uncontended`, one thread pushes and pops each message in turn; with
+//!   `2 producers`, two threads push (spinning on a full queue) while a
+//!   third pops, and the time runs from the start until the consumer has
+//!   taken every message.
+//!
 //! The machine this was written on has 2 cores: with two producers and the
 //! loop, three busy threads share them.
 
 // `criterion_group!` defines an undocumented `pub fn`.
 #![allow(missing_docs)]
 
+use std::hint::black_box;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
@@ -44,6 +53,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use notifier::__bench::Queue;
 use notifier::{CircuitBreakerConfig, CircuitState, Client, Message, NotifyError};
 
 static BODY: [u8; 64] = [b'x'; 64];
@@ -231,5 +241,67 @@ fn notify(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, notify);
+/// Pushes `count` messages into `queue`, spinning while it is full.
+fn push_many(queue: &Queue, count: u64) {
+    for _ in 0..count {
+        let mut msg = Message::from_static(&BODY);
+        while let Err(back) = queue.push(msg) {
+            msg = back;
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// Two producers push `iters` messages between them while this thread
+/// pops them all; returns the time until the last was taken.
+fn two_producers_one_consumer(queue: &Arc<Queue>, iters: u64) -> Duration {
+    let start = Arc::new(Barrier::new(3));
+    let producers: Vec<_> = [iters / 2, iters - iters / 2]
+        .into_iter()
+        .map(|count| {
+            let (queue, start) = (Arc::clone(queue), Arc::clone(&start));
+            thread::spawn(move || {
+                start.wait();
+                push_many(&queue, count);
+            })
+        })
+        .collect();
+    start.wait();
+    let began = Instant::now();
+    let mut taken = 0;
+    while taken < iters {
+        match queue.pop() {
+            Some(msg) => {
+                black_box(msg);
+                taken += 1;
+            }
+            None => std::hint::spin_loop(),
+        }
+    }
+    let elapsed = began.elapsed();
+    for producer in producers {
+        producer.join().expect("a producer panicked");
+    }
+    elapsed
+}
+
+fn queue(c: &mut Criterion) {
+    let mut group = c.benchmark_group("queue (enqueue+dequeue)");
+    group.throughput(Throughput::Elements(1));
+    let queue = Arc::new(Queue::new(notifier::DEFAULT_QUEUE_SIZE).expect("cannot create a queue"));
+    group.bench_function("uncontended", |b| {
+        b.iter(|| {
+            if queue.push(Message::from_static(&BODY)).is_err() {
+                panic!("an emptied queue refused a message");
+            }
+            black_box(queue.pop())
+        })
+    });
+    group.bench_function("2 producers", |b| {
+        b.iter_custom(|iters| two_producers_one_consumer(&queue, iters))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, notify, queue);
 criterion_main!(benches);

@@ -3,10 +3,12 @@
 
 use std::time::Duration;
 
+use crate::message::Message;
 use crate::policy::breaker::Breaker as Inner;
 use crate::policy::CircuitBreakerConfig;
 use crate::proto::request::RequestEncoder;
 use crate::proto::response::{ResponseDecoder, Step};
+use crate::runtime::queue::Queue as InnerQueue;
 
 /// The shared circuit breaker, wrapped for the benchmarks.
 #[derive(Debug)]
@@ -85,4 +87,43 @@ pub fn decode_response(bytes: &[u8]) -> Option<u16> {
 /// accepted.
 pub fn batch_current_thread() -> bool {
     crate::runtime::sched::batch_current_thread()
+}
+
+/// The client's queue without its event loops, for a benchmark of enqueue
+/// and dequeue alone: [`Queue::push`] is what `notify` does (reserve a
+/// place in the system, push, look for a parked loop), [`Queue::pop`] what
+/// a loop does with a message it takes and finishes (pop, release the
+/// place). No loop ever parks, so no push wakes one.
+#[derive(Debug)]
+pub struct Queue {
+    inner: InnerQueue,
+    /// Owns the registry the queue's one waker writes to.
+    _poll: mio::Poll,
+}
+
+impl Queue {
+    /// A started queue holding at most `capacity` messages, as a client
+    /// with one event loop has.
+    pub fn new(capacity: usize) -> std::io::Result<Queue> {
+        let poll = mio::Poll::new()?;
+        let waker = mio::Waker::new(poll.registry(), mio::Token(0))?;
+        let inner = InnerQueue::new(capacity, vec![waker]);
+        inner.start();
+        Ok(Queue { inner, _poll: poll })
+    }
+
+    /// `notify`'s path: accepts `msg`, or hands it back when full.
+    #[inline]
+    pub fn push(&self, msg: Message) -> Result<(), Message> {
+        self.inner.push(msg).map_err(|(_, msg)| msg)
+    }
+
+    /// A loop's path: takes the oldest message and ends its stay in the
+    /// system.
+    #[inline]
+    pub fn pop(&self) -> Option<Message> {
+        let msg = self.inner.pop()?;
+        self.inner.release();
+        Some(msg)
+    }
 }
