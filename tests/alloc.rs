@@ -9,68 +9,24 @@
 
 mod support;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use notifier::{Builder, Client, Message};
 use support::tls::TlsServer;
 use support::{notify_retrying, Server};
 
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    static NOT_COUNTED: Cell<bool> = const { Cell::new(false) };
-}
-
-struct Counting;
-
-fn count() {
-    if !NOT_COUNTED.try_with(Cell::get).unwrap_or(true) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments,
-// so `System`'s guarantees hold; counting touches only an atomic and a
-// const thread-local without a destructor, neither of which allocates.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: forwarded unchanged; the caller upholds `alloc`'s contract.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: as for `alloc`.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: `ptr` and `layout` come from this allocator, which got
-        // them from `System`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as for `realloc`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+// The counting allocator `benches/compare` uses; this test needs neither
+// its phases nor `uncounted`.
+#[allow(dead_code)]
+#[path = "../benches/common/alloc.rs"]
+mod alloc;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: alloc::Counting = alloc::Counting;
 
 const WARM_UP: usize = 5_000;
 const MESSAGES: usize = 10_000;
 const LONG: Duration = Duration::from_secs(60);
-
-fn leave_server_threads_out() {
-    NOT_COUNTED.with(|c| c.set(true));
-}
 
 /// Allocations the client made while delivering [`MESSAGES`] 64-byte
 /// messages, after a warm-up that opened its connections.
@@ -85,12 +41,12 @@ fn allocations_for(builder: Builder) -> u64 {
         .map(|_| Message::from(vec![b'm'; 64]))
         .collect();
 
-    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    let before = alloc::total();
     for m in messages {
         notify_retrying(&client, m);
     }
     assert!(client.flush(LONG));
-    let allocations = ALLOCATIONS.load(Ordering::SeqCst) - before;
+    let allocations = alloc::total() - before;
 
     client.stop();
     let stats = client.stats();
@@ -101,7 +57,8 @@ fn allocations_for(builder: Builder) -> u64 {
 /// One test, so the two measurements never overlap in the shared counter.
 #[test]
 fn allocations_per_message_over_http_and_https() {
-    support::on_server_thread_start(leave_server_threads_out);
+    support::on_server_thread_start(alloc::exclude_this_thread);
+    alloc::enable();
 
     let server = Server::no_content();
     let http = allocations_for(Client::builder(&server.url()));

@@ -42,6 +42,7 @@
 //! median of `--runs` runs with the spread (min–max), then each median as
 //! a ratio to this crate's.
 
+#[path = "../../common/alloc.rs"]
 mod alloc;
 #[path = "../../common/backoff.rs"]
 mod backoff;

@@ -1,5 +1,6 @@
 //! Heap allocations counted by the global allocator, during the measured
-//! phase only, on the threads that belong to the client under test.
+//! phase only, on the threads that belong to the client under test. Used
+//! by `benches/compare` and by `tests/alloc.rs`, which include this file.
 //!
 //! The count is off outside [`enable`]/[`disable`], and always off on a
 //! thread that called [`exclude_this_thread`] (the sink's threads) or
