@@ -32,6 +32,8 @@
 
 // The producers' back-off on a full queue, shared with the benchmarks so
 // every measurement waits the same way.
+#[path = "../benches/common/args.rs"]
+mod args;
 #[path = "../benches/common/backoff.rs"]
 mod backoff;
 // The sink's throwaway CA and leaf, shared with the HTTPS benchmarks.
@@ -50,6 +52,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use args::{number, Arg, Args};
 use backoff::back_off;
 use hdrhistogram::Histogram;
 use notifier::{Client, Message, NotificationError, NotifyError};
@@ -358,28 +361,19 @@ impl Config {
             threads: None,
             tls: false,
         };
-        let mut args = args.into_iter();
-        while let Some(arg) = args.next() {
-            if arg == "-h" || arg == "--help" {
+        let mut args = Args::new(args);
+        while let Some(arg) = args.next_arg() {
+            let Arg::Flag(flag, inline_value) = arg else {
                 return Ok(None);
-            }
-            let (flag, inline_value) = match arg.split_once('=') {
-                Some((flag, value)) => (flag.to_owned(), Some(value.to_owned())),
-                None => (arg, None),
             };
-            let mut value = || {
-                inline_value
-                    .clone()
-                    .or_else(|| args.next())
-                    .ok_or_else(|| format!("{flag} needs a value"))
-            };
+            let mut value = || args.value(&flag, &inline_value);
             match flag.as_str() {
-                "--messages" => config.messages = parse_number(&flag, &value()?, 1)?,
-                "--size" => config.size = parse_number(&flag, &value()?, 0)?,
-                "--producers" => config.producers = parse_number(&flag, &value()?, 1)?,
-                "--workers" => config.workers = parse_number(&flag, &value()?, 1)?,
-                "--queue" => config.queue = parse_number(&flag, &value()?, 1)?,
-                "--threads" => config.threads = Some(parse_number(&flag, &value()?, 1)?),
+                "--messages" => config.messages = number(&flag, &value()?, 1)?,
+                "--size" => config.size = number(&flag, &value()?, 0)?,
+                "--producers" => config.producers = number(&flag, &value()?, 1)?,
+                "--workers" => config.workers = number(&flag, &value()?, 1)?,
+                "--queue" => config.queue = number(&flag, &value()?, 1)?,
+                "--threads" => config.threads = Some(number(&flag, &value()?, 1)?),
                 "--tls" if inline_value.is_none() => config.tls = true,
                 "--tls" => return Err(format!("{flag} takes no value")),
                 _ => return Err(format!("unknown argument {flag:?}")),
@@ -406,21 +400,6 @@ impl Config {
             Some((first, count))
         })
     }
-}
-
-/// Parses a decimal number of at least `min`, allowing `_` separators.
-fn parse_number<T>(flag: &str, text: &str, min: T) -> Result<T, String>
-where
-    T: std::str::FromStr + PartialOrd + std::fmt::Display,
-{
-    let number: T = text
-        .replace('_', "")
-        .parse()
-        .map_err(|_| format!("{flag}: {text:?} is not a number"))?;
-    if number < min {
-        return Err(format!("{flag}: must be at least {min}"));
-    }
-    Ok(number)
 }
 
 // ---------------------------------------------------------------------------

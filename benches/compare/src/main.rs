@@ -44,6 +44,8 @@
 
 #[path = "../../common/alloc.rs"]
 mod alloc;
+#[path = "../../common/args.rs"]
+mod args;
 #[path = "../../common/backoff.rs"]
 mod backoff;
 mod clients;
@@ -61,6 +63,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use args::{number, Arg, Args};
 use backoff::back_off;
 use clients::{raw_exchange, Notifier, NotifierOptions, Pipe, Raw, Reqwest, Settings, Ureq, Wake};
 use probe::{
@@ -193,21 +196,12 @@ impl Config {
             free: true,
             paced: true,
         };
-        let mut args = args.into_iter();
-        while let Some(arg) = args.next() {
-            if arg == "-h" || arg == "--help" {
+        let mut args = Args::new(args);
+        while let Some(arg) = args.next_arg() {
+            let Arg::Flag(flag, inline) = arg else {
                 return Ok(None);
-            }
-            let (flag, inline) = match arg.split_once('=') {
-                Some((flag, value)) => (flag.to_owned(), Some(value.to_owned())),
-                None => (arg, None),
             };
-            let mut value = || {
-                inline
-                    .clone()
-                    .or_else(|| args.next())
-                    .ok_or_else(|| format!("{flag} needs a value"))
-            };
+            let mut value = || args.value(&flag, &inline);
             match flag.as_str() {
                 "--messages" => config.messages = number(&flag, &value()?, 1)?,
                 "--paced-messages" => config.paced_messages = number(&flag, &value()?, 1)?,
@@ -247,21 +241,6 @@ impl Config {
         }
         Ok(Some(config))
     }
-}
-
-/// Parses a decimal number of at least `min`, allowing `_` separators.
-fn number<T>(flag: &str, text: &str, min: T) -> Result<T, String>
-where
-    T: std::str::FromStr + PartialOrd + std::fmt::Display,
-{
-    let n: T = text
-        .replace('_', "")
-        .parse()
-        .map_err(|_| format!("{flag}: {text:?} is not a number"))?;
-    if n < min {
-        return Err(format!("{flag}: must be at least {min}"));
-    }
-    Ok(n)
 }
 
 fn main() -> ExitCode {
