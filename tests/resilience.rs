@@ -498,24 +498,34 @@ fn probe_with(
     got
 }
 
-#[test]
-fn successful_probe_closes_the_circuit() {
-    let server = ProbeServer::start(
-        Action::no_content(),
-        Duration::from_millis(100),
-        Action::no_content(),
-    );
+/// A client with `workers` slots and a breaker (3 failures, 300 ms)
+/// before a [`ProbeServer`] whose probe is answered `204` after
+/// `probe_delay`; runs [`probe_with`] for `n` messages and checks that
+/// every failure on the way was a refusal. Gives back the server, the
+/// client, its failures, and those refusals.
+fn successful_probe(
+    workers: usize,
+    probe_delay: Duration,
+    n: usize,
+) -> (ProbeServer, Client, Failures, Vec<Failure>) {
+    let server = ProbeServer::start(Action::no_content(), probe_delay, Action::no_content());
     let (client, failures) = started(
         Client::builder(&server.server.url())
-            .workers(4)
+            .workers(workers)
             .circuit_breaker(breaker(3, Duration::from_millis(300))),
     );
-    let got = probe_with(&client, &failures, &server, 20);
+    let got = probe_with(&client, &failures, &server, n);
     assert!(
         got.iter()
             .all(|f| f.error.kind() == FailureKind::CircuitOpen),
         "{got:?}"
     );
+    (server, client, failures, got)
+}
+
+#[test]
+fn successful_probe_closes_the_circuit() {
+    let (server, client, failures, got) = successful_probe(4, Duration::from_millis(100), 20);
     assert_eq!(client.stats().circuit, CircuitState::Closed);
     let delivered_so_far = client.stats().delivered;
     assert_eq!(delivered_so_far, 20 - got.len() as u64);
@@ -576,22 +586,7 @@ fn half_open_lets_one_request_through_across_all_slots() {
     // reset timeout has passed: while the slow probe is in flight, no other
     // request reaches the server; the others fail with `CircuitOpen` or are
     // delivered once the probe closed the circuit.
-    let server = ProbeServer::start(
-        Action::no_content(),
-        Duration::from_millis(200),
-        Action::no_content(),
-    );
-    let (client, failures) = started(
-        Client::builder(&server.server.url())
-            .workers(10)
-            .circuit_breaker(breaker(3, Duration::from_millis(300))),
-    );
-    let got = probe_with(&client, &failures, &server, 50);
-    assert!(
-        got.iter()
-            .all(|f| f.error.kind() == FailureKind::CircuitOpen),
-        "{got:?}"
-    );
+    let (server, client, _failures, got) = successful_probe(10, Duration::from_millis(200), 50);
     client.stop();
     let stats = assert_balanced(&client);
     assert_eq!(stats.delivered, 50 - got.len() as u64, "{stats:?}");
