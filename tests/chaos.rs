@@ -24,7 +24,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use notifier::{Client, FailureKind, RetryConfig};
-use support::{id_of, msg, notify_retrying, started, RawConn, Server, NO_CONTENT};
+use support::{
+    assert_each_ended, id_of, msg, notify_retrying, started, RawConn, Server, NO_CONTENT,
+};
 
 const DEFAULT_MESSAGES: usize = 200_000;
 const DEFAULT_SEED: u64 = 0x6e6f_7469_6669_6572;
@@ -365,14 +367,7 @@ fn chaos() {
     );
 
     // Every message ended exactly once.
-    assert_eq!(stats.accepted, n as u64, "{stats:?}");
-    assert_eq!(
-        stats.accepted,
-        stats.delivered + stats.failed,
-        "accepted != delivered + failed: {stats:?}"
-    );
-    assert_eq!(stats.failed, failed.len() as u64, "{stats:?}");
-    assert_eq!((stats.queued, stats.in_flight), (0, 0), "{stats:?}");
+    assert_each_ended(&stats, n, failed.len());
 
     // Each id either was answered with a 2xx the client took, once, or
     // went to the handler, once: never both, never neither.

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use notifier::{Builder, Client, FailureKind, ProtocolError, RetryConfig};
 use support::{
-    assert_all_delivered, id_of, msg, notify_all, response, send_all, started, wait_until, Action,
-    Failure, Failures, RawConn, Server, Step, NO_CONTENT,
+    assert_all_delivered, assert_each_ended, id_of, msg, notify_all, response, send_all, started,
+    wait_until, Action, Failure, Failures, RawConn, Server, Step, NO_CONTENT,
 };
 
 const LONG: Duration = Duration::from_secs(60);
@@ -82,14 +82,7 @@ fn seen(server: &Server) -> Vec<(usize, usize)> {
 /// and in that order, all others delivered. Gives back the failures.
 fn assert_ended(client: &Client, failures: &Failures, n: usize, failed: &[usize]) -> Vec<Failure> {
     let stats = client.stats();
-    assert_eq!(stats.accepted, n as u64, "{stats:?}");
-    assert_eq!(
-        stats.accepted,
-        stats.delivered + stats.failed,
-        "accepted != delivered + failed: {stats:?}"
-    );
-    assert_eq!(stats.failed, failed.len() as u64, "{stats:?}");
-    assert_eq!((stats.queued, stats.in_flight), (0, 0), "{stats:?}");
+    assert_each_ended(&stats, n, failed.len());
     let got = failures.take();
     let ids: Vec<usize> = got.iter().map(|f| id_of(f.error.message())).collect();
     assert_eq!(ids, failed, "{got:?}");

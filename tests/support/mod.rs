@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use notifier::{Builder, Client, FailureKind, Message, NotificationError, NotifyError};
+use notifier::{Builder, Client, FailureKind, Message, NotificationError, NotifyError, Stats};
 
 /// Run first on every server thread: a test that counts allocations uses it
 /// to leave the server's own out of the count.
@@ -920,6 +920,20 @@ pub(crate) fn started(builder: Builder) -> (Client, Failures) {
         .expect("build");
     client.start();
     (client, failures)
+}
+
+/// Checks the counters of a stopped client: `n` messages accepted, each
+/// ended exactly once, `failed` of them at the error handler, none left
+/// queued or in flight.
+pub(crate) fn assert_each_ended(stats: &Stats, n: usize, failed: usize) {
+    assert_eq!(stats.accepted, n as u64, "{stats:?}");
+    assert_eq!(
+        stats.accepted,
+        stats.delivered + stats.failed,
+        "accepted != delivered + failed: {stats:?}"
+    );
+    assert_eq!(stats.failed, failed as u64, "{stats:?}");
+    assert_eq!((stats.queued, stats.in_flight), (0, 0), "{stats:?}");
 }
 
 /// Checks, once `client` has stopped, that `msg(0)..msg(n)` were all
