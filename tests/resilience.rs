@@ -309,6 +309,30 @@ fn tls_failures_are_never_retried() {
 
 // ------------------------------------------------------- circuit breaker
 
+/// Checks, once `client` has stopped, that messages 0 to 2 reached
+/// `server` and failed with its 500, which opened the circuit, and that
+/// the other 100 were refused without reaching it. Gives back the
+/// failures.
+fn assert_three_500s_then_refusals(
+    client: &Client,
+    failures: &Failures,
+    server: &Server,
+) -> Vec<Failure> {
+    assert_eq!(ids(server), [0, 1, 2]);
+    let got = failures.take();
+    assert_eq!(got.len(), 103);
+    for failure in &got[..3] {
+        assert_status(failure, 500);
+    }
+    for failure in &got[3..] {
+        assert_circuit_open(failure);
+    }
+    let stats = assert_balanced(client);
+    assert_eq!((stats.delivered, stats.failed), (0, 103), "{stats:?}");
+    assert_eq!(stats.circuit, CircuitState::Open);
+    got
+}
+
 #[test]
 fn open_circuit_fails_fast() {
     // One slot, so the messages go one at a time: the first three fail with
@@ -322,21 +346,10 @@ fn open_circuit_fails_fast() {
     notify_all(&client, 0..103);
     client.stop();
 
-    assert_eq!(ids(&server), [0, 1, 2]);
-    let got = failures.take();
-    assert_eq!(got.len(), 103);
-    for failure in &got[..3] {
-        assert_status(failure, 500);
-    }
-    for failure in &got[3..] {
-        assert_circuit_open(failure);
-    }
+    let got = assert_three_500s_then_refusals(&client, &failures, &server);
     let mut failed: Vec<usize> = got.iter().map(|f| id_of(f.error.message())).collect();
     failed.sort_unstable();
     assert_eq!(failed, (0..103).collect::<Vec<_>>());
-    let stats = assert_balanced(&client);
-    assert_eq!((stats.delivered, stats.failed), (0, 103), "{stats:?}");
-    assert_eq!(stats.circuit, CircuitState::Open);
 }
 
 #[test]
@@ -355,18 +368,7 @@ fn open_circuit_fails_fast_on_every_loop() {
     notify_all(&client, 3..103);
     client.stop();
 
-    assert_eq!(ids(&server), [0, 1, 2]);
-    let got = failures.take();
-    assert_eq!(got.len(), 103);
-    for failure in &got[..3] {
-        assert_status(failure, 500);
-    }
-    for failure in &got[3..] {
-        assert_circuit_open(failure);
-    }
-    let stats = assert_balanced(&client);
-    assert_eq!((stats.delivered, stats.failed), (0, 103), "{stats:?}");
-    assert_eq!(stats.circuit, CircuitState::Open);
+    assert_three_500s_then_refusals(&client, &failures, &server);
 }
 
 #[test]
