@@ -669,85 +669,76 @@ struct Column {
     format: fn(f64) -> String,
 }
 
+const RATE: Column = Column {
+    title: "msgs/s",
+    value: |s| Some(s.rate),
+    format: format_rate,
+};
+const CLIENT_CPU: Column = Column {
+    title: "client CPU µs/msg",
+    value: |s| Some(s.cpu_us),
+    format: format_2,
+};
+const PRODUCER_CPU: Column = Column {
+    title: "of which producer",
+    value: |s| s.producer_us,
+    format: format_2,
+};
+const SINK_CPU: Column = Column {
+    title: "sink CPU µs/msg",
+    value: |s| Some(s.sink_us),
+    format: format_2,
+};
+const ALLOCS: Column = Column {
+    title: "allocs/msg",
+    value: |s| Some(s.allocs),
+    format: format_2,
+};
+const NOTIFY_P50: Column = Column {
+    title: "notify p50",
+    value: |s| s.notify.map(|n| n[0]),
+    format: format_ns,
+};
+const NOTIFY_P99: Column = Column {
+    title: "notify p99",
+    value: |s| s.notify.map(|n| n[1]),
+    format: format_ns,
+};
+const NOTIFY_P999: Column = Column {
+    title: "notify p99.9",
+    value: |s| s.notify.map(|n| n[2]),
+    format: format_ns,
+};
+const SINK_P50: Column = Column {
+    title: "→ sink p50",
+    value: |s| s.e2e.map(|n| n[0]),
+    format: format_ns,
+};
+const SINK_P99: Column = Column {
+    title: "→ sink p99",
+    value: |s| s.e2e.map(|n| n[1]),
+    format: format_ns,
+};
+
 const FREE_COLUMNS: [Column; 8] = [
-    Column {
-        title: "msgs/s",
-        value: |s| Some(s.rate),
-        format: format_rate,
-    },
-    Column {
-        title: "client CPU µs/msg",
-        value: |s| Some(s.cpu_us),
-        format: format_2,
-    },
-    Column {
-        title: "of which producer",
-        value: |s| s.producer_us,
-        format: format_2,
-    },
-    Column {
-        title: "sink CPU µs/msg",
-        value: |s| Some(s.sink_us),
-        format: format_2,
-    },
-    Column {
-        title: "allocs/msg",
-        value: |s| Some(s.allocs),
-        format: format_2,
-    },
-    Column {
-        title: "notify p50",
-        value: |s| s.notify.map(|n| n[0]),
-        format: format_ns,
-    },
-    Column {
-        title: "notify p99",
-        value: |s| s.notify.map(|n| n[1]),
-        format: format_ns,
-    },
-    Column {
-        title: "notify p99.9",
-        value: |s| s.notify.map(|n| n[2]),
-        format: format_ns,
-    },
+    RATE,
+    CLIENT_CPU,
+    PRODUCER_CPU,
+    SINK_CPU,
+    ALLOCS,
+    NOTIFY_P50,
+    NOTIFY_P99,
+    NOTIFY_P999,
 ];
 
 const PACED_COLUMNS: [Column; 7] = [
-    Column {
-        title: "notify p50",
-        value: |s| s.notify.map(|n| n[0]),
-        format: format_ns,
-    },
-    Column {
-        title: "notify p99",
-        value: |s| s.notify.map(|n| n[1]),
-        format: format_ns,
-    },
-    Column {
-        title: "notify p99.9",
-        value: |s| s.notify.map(|n| n[2]),
-        format: format_ns,
-    },
-    Column {
-        title: "→ sink p50",
-        value: |s| s.e2e.map(|n| n[0]),
-        format: format_ns,
-    },
-    Column {
-        title: "→ sink p99",
-        value: |s| s.e2e.map(|n| n[1]),
-        format: format_ns,
-    },
-    Column {
-        title: "client CPU µs/msg",
-        value: |s| Some(s.cpu_us),
-        format: format_2,
-    },
-    Column {
-        title: "allocs/msg",
-        value: |s| Some(s.allocs),
-        format: format_2,
-    },
+    NOTIFY_P50,
+    NOTIFY_P99,
+    NOTIFY_P999,
+    SINK_P50,
+    SINK_P99,
+    CLIENT_CPU,
+    ALLOCS,
 ];
 
 /// Median, minimum and maximum of the values a column has in `samples`.
