@@ -23,7 +23,8 @@ use std::time::{Duration, Instant, SystemTime};
 use notifier::{CircuitBreakerConfig, CircuitState, Client, FailureKind, RetryConfig, Stats};
 use support::tls::{TestCa, TlsServer};
 use support::{
-    id_of, msg, notify_all, response, started, wait_until, Action, Failure, Failures, Server,
+    id_of, msg, notify_all, quick_retry, response, started, wait_until, Action, Failure, Failures,
+    Server,
 };
 
 const LONG: Duration = Duration::from_secs(60);
@@ -36,15 +37,6 @@ fn unavailable(headers: &[(&str, &str)]) -> Action {
 /// `500 Internal Server Error`, keep-alive.
 fn server_error() -> Action {
     Action::Reply(response(500, "Internal Server Error", &[], b"oops"))
-}
-
-/// Retry with up to `max_attempts` attempts and backoffs of a few
-/// milliseconds.
-fn quick_retry(max_attempts: u32) -> RetryConfig {
-    RetryConfig::default()
-        .max_attempts(max_attempts)
-        .initial_backoff(Duration::from_millis(1))
-        .max_backoff(Duration::from_millis(10))
 }
 
 /// A breaker that opens after `threshold` failures, for `reset`.

@@ -21,7 +21,9 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use notifier::{Builder, Client, FailureKind, Message, NotificationError, NotifyError, Stats};
+use notifier::{
+    Builder, Client, FailureKind, Message, NotificationError, NotifyError, RetryConfig, Stats,
+};
 
 /// Run first on every server thread: a test that counts allocations uses it
 /// to leave the server's own out of the count.
@@ -834,6 +836,15 @@ impl RawConn<'_> {
             thread::sleep(POLL);
         }
     }
+}
+
+/// Retry with up to `max_attempts` attempts and backoffs of a few
+/// milliseconds.
+pub(crate) fn quick_retry(max_attempts: u32) -> RetryConfig {
+    RetryConfig::default()
+        .max_attempts(max_attempts)
+        .initial_backoff(Duration::from_millis(1))
+        .max_backoff(Duration::from_millis(10))
 }
 
 /// Polls `done` every few milliseconds until it holds; false at `timeout`.
