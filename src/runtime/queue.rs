@@ -221,7 +221,7 @@ mod tests {
     use super::*;
     use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     use mio::{Events, Poll, Token, Waker};
 
@@ -267,34 +267,68 @@ mod tests {
     /// Producers race parking consumers. Each producer waits for its
     /// message to be taken before sending the next, so nothing but the
     /// protocol can wake a consumer that parked just as a message arrived:
-    /// a lost wake-up leaves it asleep until its poll times out.
+    /// a lost wake-up leaves the message stranded, with every consumer
+    /// asleep, until a poll times out. A consumer whose poll times out
+    /// looks for such a message. A timeout alone proves nothing: the
+    /// protocol wakes the lowest parked loop, so loop 1 may sleep through
+    /// its timeout while loop 0 takes every message.
     #[test]
     fn parked_loops_are_woken_under_contention() {
         const LOOPS: usize = 2;
         const PRODUCERS: usize = 3;
-        const PER_PRODUCER: u32 = if cfg!(debug_assertions) {
+        const PER_PRODUCER: usize = if cfg!(debug_assertions) {
             3_000
         } else {
             20_000
         };
-        const TOTAL: usize = PRODUCERS * PER_PRODUCER as usize;
+        const TOTAL: usize = PRODUCERS * PER_PRODUCER;
+        const POLL_TIMEOUT: Duration = Duration::from_millis(500);
+        /// Waiting this long in the queue, with a consumer parked all the
+        /// while, is stranding: a woken loop takes a message within
+        /// microseconds, and the scheduler is never this late.
+        const STRANDED: Duration = Duration::from_millis(250);
+
+        /// One producer's progress, read by consumers whose poll timed out.
+        #[derive(Default)]
+        struct Producer {
+            pushed: AtomicUsize,
+            taken: AtomicUsize,
+            /// When its latest message was pushed, in ms since `epoch`.
+            pushed_at: AtomicU64,
+        }
+        impl Producer {
+            /// How long its message has been waiting, if one is.
+            fn waiting(&self, now_ms: u64) -> Option<Duration> {
+                // `taken` first: a later `pushed` and `pushed_at` can only
+                // be a newer message, which makes the wait look shorter.
+                let taken = self.taken.load(Ordering::SeqCst);
+                let pushed = self.pushed.load(Ordering::SeqCst);
+                let at = self.pushed_at.load(Ordering::SeqCst);
+                (pushed > taken).then(|| Duration::from_millis(now_ms.saturating_sub(at)))
+            }
+        }
+
+        let epoch = Instant::now();
+        let ms = move || u64::try_from(epoch.elapsed().as_millis()).expect("ms");
         let (q, polls) = queue(64, LOOPS);
         assert!(q.start());
-        let taken: Arc<Vec<AtomicUsize>> =
-            Arc::new((0..PRODUCERS).map(|_| AtomicUsize::new(0)).collect());
+        let producers: Arc<Vec<Producer>> =
+            Arc::new((0..PRODUCERS).map(|_| Producer::default()).collect());
         let done = Arc::new(AtomicBool::new(false));
 
         let consumers: Vec<_> = polls
             .into_iter()
             .enumerate()
             .map(|(id, mut poll)| {
-                let (q, taken, done) = (q.clone(), taken.clone(), done.clone());
+                let (q, producers, done) = (q.clone(), producers.clone(), done.clone());
                 std::thread::spawn(move || {
                     let mut events = Events::with_capacity(4);
-                    let (mut parks, mut timeouts) = (0usize, 0usize);
+                    let (mut parks, mut stranded) = (0usize, Vec::new());
                     while !done.load(Ordering::SeqCst) {
                         if let Some(msg) = q.pop() {
-                            taken[usize::from(msg[0])].fetch_add(1, Ordering::SeqCst);
+                            producers[usize::from(msg[0])]
+                                .taken
+                                .fetch_add(1, Ordering::SeqCst);
                             q.release();
                             continue;
                         }
@@ -306,60 +340,74 @@ mod tests {
                             continue;
                         }
                         parks += 1;
-                        poll.poll(&mut events, Some(Duration::from_millis(500)))
-                            .expect("poll");
+                        poll.poll(&mut events, Some(POLL_TIMEOUT)).expect("poll");
                         if events.is_empty() {
-                            timeouts += 1;
+                            let now = ms();
+                            stranded.extend(
+                                producers
+                                    .iter()
+                                    .filter_map(|p| p.waiting(now))
+                                    .filter(|&waited| waited >= STRANDED),
+                            );
                         }
                         q.unpark(id);
                     }
-                    (parks, timeouts)
+                    (parks, stranded)
                 })
             })
             .collect();
 
-        let producers: Vec<_> = (0..PRODUCERS)
+        let threads: Vec<_> = (0..PRODUCERS)
             .map(|p| {
-                let (q, taken) = (q.clone(), taken.clone());
+                let (q, producers) = (q.clone(), producers.clone());
                 std::thread::spawn(move || {
+                    let me = &producers[p];
                     for i in 0..PER_PRODUCER {
                         let mut msg = Message::from(vec![p as u8]);
+                        me.pushed_at.store(ms(), Ordering::SeqCst);
                         while let Err((why, back)) = q.push(msg) {
                             assert_eq!(why, Refused::Full);
                             msg = back;
                             std::thread::yield_now();
                         }
-                        // Ping-pong: the consumer's poll timeout bounds this
+                        me.pushed.store(i + 1, Ordering::SeqCst);
+                        // Ping-pong: the consumers' poll timeout bounds this
                         // wait even if the wake-up was lost.
-                        while taken[p].load(Ordering::SeqCst) <= i as usize {
+                        while me.taken.load(Ordering::SeqCst) <= i {
                             std::thread::yield_now();
                         }
                     }
                 })
             })
             .collect();
-        producers
+        threads
             .into_iter()
             .for_each(|p| p.join().expect("producer"));
         done.store(true, Ordering::SeqCst);
         q.wake_all();
-        let results: Vec<(usize, usize)> = consumers
+        let results: Vec<(usize, Vec<Duration>)> = consumers
             .into_iter()
             .map(|c| c.join().expect("consumer"))
             .collect();
 
-        let total: usize = taken.iter().map(|t| t.load(Ordering::SeqCst)).sum();
+        let total: usize = producers
+            .iter()
+            .map(|p| p.taken.load(Ordering::SeqCst))
+            .sum();
         assert_eq!(total, TOTAL);
         assert_eq!(q.in_system(), 0);
         let parks: usize = results.iter().map(|r| r.0).sum();
-        let timeouts: usize = results.iter().map(|r| r.1).sum();
         assert!(
             parks > 0,
             "the consumers never parked: the test proved nothing"
         );
-        assert_eq!(
-            timeouts, 0,
-            "{timeouts} of {parks} parks ended by timeout: a wake-up was lost"
+        let stranded: Vec<Duration> = results.into_iter().flat_map(|r| r.1).collect();
+        assert!(
+            stranded.is_empty(),
+            "{} of {parks} parks timed out with a message stranded for up to {:?}: \
+             a wake-up was lost",
+            stranded.len(),
+            stranded.iter().max()
         );
     }
 }
