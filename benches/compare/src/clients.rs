@@ -18,11 +18,12 @@
 //!   with its own blocking keep-alive connection, write a prebuilt request
 //!   (only the send time in the body changes) and read the `204`. The
 //!   syscall floor.
-//! - **wake floor**: no queue, no HTTP, no sink: each message is a
-//!   `mio::Waker::wake` (an eventfd write) to one thread blocked in
-//!   `mio::Poll::poll` under SCHED_BATCH, as the library's loops are. The
-//!   floor of a `notify` that has to wake a sleeping thread; the message
-//!   itself is dropped.
+//! - **wake floor**: no HTTP, no sink: each message goes over a bounded
+//!   channel to one thread blocked in `mio::Poll::poll` under
+//!   SCHED_BATCH, as the library's loops are, and is followed by a
+//!   `mio::Waker::wake` (an eventfd write). The floor of a `notify` that
+//!   has to wake a sleeping thread; the thread's receipt of the message
+//!   gives the wake's latency.
 //!
 //! The queue-fed clients and the wake floor are [`Pipe`]s: the harness's
 //! producer hands them messages and backs off when they are full. Parsing
@@ -30,8 +31,8 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self as std_mpsc, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self as std_mpsc, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -127,66 +128,45 @@ impl Pipe for Notifier {
 // wake floor
 // ---------------------------------------------------------------------------
 
-/// How long the waiting thread of [`Wake`] sleeps in `poll` before it
-/// looks for wakes that coalesced; never reached while paced messages flow.
-const WAKE_IDLE: Duration = Duration::from_millis(1);
-
-/// A value alone on its cache lines.
-#[repr(align(128))]
-struct Alone<T>(T);
-
-/// What the producer and the waiting thread of [`Wake`] share.
-struct WakeShared {
-    /// Wakes made so far. Written by the producer only, after each wake,
-    /// and read by the waiting thread only when idle, so that the line
-    /// stays in the producer's cache while messages flow.
-    made: Alone<AtomicU64>,
-    stop: Alone<AtomicBool>,
-}
-
 /// The cost floor of a `notify` that must wake a sleeping thread: `send`
-/// is `mio::Waker::wake`, an eventfd write, and drops the message. One
-/// thread, under SCHED_BATCH as the library's event loops are, waits in
-/// `mio::Poll::poll` and reports each wake to the harness's probe as a
-/// receipt with an empty body (counted, no latency). Wakes made while it
-/// was not yet back in `poll` come as one event; the probe gets them when
-/// the thread next finds nothing to do, from [`WakeShared::made`].
+/// hands the message over a bounded `std::sync::mpsc::sync_channel`
+/// (`try_send`, no allocation) and writes the eventfd of a `mio::Waker`.
+/// One thread, under SCHED_BATCH as the library's event loops are, waits
+/// in `mio::Poll::poll`, and on each wake takes every message waiting and
+/// reports it to the harness's probe as a receipt: the body's send stamp
+/// gives notify → woken thread running, the latency of the wake alone.
 pub(crate) struct Wake {
     waker: mio::Waker,
-    shared: Arc<WakeShared>,
+    /// `None` once dropped: the waiting thread then ends.
+    tx: Option<SyncSender<Vec<u8>>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Wake {
-    /// Starts the waiting thread, which reports receipts to `probe`.
-    pub(crate) fn start(probe: Arc<dyn Observer>) -> Result<Wake, String> {
+    /// Starts the waiting thread, which reports receipts to `probe`; at
+    /// most `queue` messages wait for it.
+    pub(crate) fn start(s: &Settings, probe: Arc<dyn Observer>) -> Result<Wake, String> {
         let poll = Poll::new().map_err(|e| format!("cannot create a poll: {e}"))?;
         let waker = mio::Waker::new(poll.registry(), Token(0))
             .map_err(|e| format!("cannot create a waker: {e}"))?;
-        let shared = Arc::new(WakeShared {
-            made: Alone(AtomicU64::new(0)),
-            stop: Alone(AtomicBool::new(false)),
-        });
+        let (tx, rx) = std_mpsc::sync_channel::<Vec<u8>>(s.queue);
         let (ready_tx, ready) = std_mpsc::sync_channel(1);
-        let thread = {
-            let shared = Arc::clone(&shared);
-            thread::Builder::new()
-                .name("wake".to_owned())
-                .spawn(move || {
-                    let batch = notifier::__bench::batch_current_thread();
-                    let _ = ready_tx.send(batch);
-                    if batch {
-                        wait_for_wakes(poll, &shared, &*probe);
-                    }
-                })
-                .map_err(|e| e.to_string())?
-        };
+        let thread = thread::Builder::new()
+            .name("wake".to_owned())
+            .spawn(move || {
+                let batch = notifier::__bench::batch_current_thread();
+                let _ = ready_tx.send(batch);
+                if batch {
+                    wait_for_wakes(poll, &rx, &*probe);
+                }
+            })
+            .map_err(|e| e.to_string())?;
         let batch = ready
             .recv()
             .map_err(|_| "the wake thread died".to_owned())?;
         let wake = Wake {
             waker,
-            shared,
+            tx: Some(tx),
             thread: Some(thread),
         };
         if !batch {
@@ -196,45 +176,37 @@ impl Wake {
     }
 }
 
-/// The waiting thread of [`Wake`]: blocks in `poll`, and reports to
-/// `probe` one receipt per wake event, then, when idle, the wakes that
-/// coalesced. It never reports more than the wakes made: each event
-/// follows at least one wake of its own, and `made` counts wakes already
-/// made.
-fn wait_for_wakes(mut poll: Poll, shared: &WakeShared, probe: &dyn Observer) {
+/// The waiting thread of [`Wake`]: blocks in `poll`, then reports to
+/// `probe` every message waiting in `rx`, until the sender is gone.
+fn wait_for_wakes(mut poll: Poll, rx: &Receiver<Vec<u8>>, probe: &dyn Observer) {
     let mut events = Events::with_capacity(8);
-    let (mut heard, mut reported) = (0u64, 0u64);
     loop {
-        match poll.poll(&mut events, Some(WAKE_IDLE)) {
+        match poll.poll(&mut events, None) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => panic!("the wake thread cannot poll: {e}"),
         }
-        if shared.stop.0.load(Ordering::Acquire) {
-            return;
-        }
-        let known = if events.is_empty() {
-            shared.made.0.load(Ordering::Acquire)
-        } else {
-            heard += events.iter().count() as u64;
-            heard
-        };
-        while reported < known {
-            probe.request(&[]);
-            reported += 1;
+        loop {
+            match rx.try_recv() {
+                Ok(body) => probe.request(&body),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return,
+            }
         }
     }
 }
 
 impl Pipe for Wake {
     fn send(&self, body: Vec<u8>) -> Result<(), Vec<u8>> {
+        let tx = self.tx.as_ref().expect("sender kept until drop");
+        match tx.try_send(body) {
+            Ok(()) => {}
+            Err(TrySendError::Full(body)) => return Err(body),
+            Err(TrySendError::Disconnected(_)) => panic!("the wake thread is gone"),
+        }
         if let Err(e) = self.waker.wake() {
             panic!("the wake floor cannot wake: {e}");
         }
-        // One producer: a plain load and store, no read-modify-write.
-        let made = &self.shared.made.0;
-        made.store(made.load(Ordering::Relaxed) + 1, Ordering::Release);
-        drop(body);
         Ok(())
     }
 
@@ -245,7 +217,7 @@ impl Pipe for Wake {
 
 impl Drop for Wake {
     fn drop(&mut self) {
-        self.shared.stop.0.store(true, Ordering::Release);
+        self.tx = None;
         let _ = self.waker.wake();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();

@@ -14,10 +14,11 @@
 //! messages over plain HTTP to the sink of `benches/common/sink.rs` (also
 //! used by `benches/e2e.rs`), which answers `204` from a thread per
 //! connection and allocates nothing per request. Besides them, the wake
-//! floor sends nothing: its `notify` is an eventfd wake (`mio::Waker`) of
-//! a thread blocked in `mio::Poll::poll` under SCHED_BATCH, which counts
-//! each wake as a receipt; it runs the paced phase only (no warm-up, no
-//! free phase), and has no notify → receipt latency.
+//! floor sends nothing: its `notify` is a bounded channel send and an
+//! eventfd wake (`mio::Waker`) of a thread blocked in `mio::Poll::poll`
+//! under SCHED_BATCH, which takes the message as its receipt, so its
+//! notify → receipt latency is the wake's; it runs the paced phase only
+//! (no warm-up, no free phase).
 //!
 //! For each run and each client: a fresh sink and client, a warm-up
 //! (connections opened, `--warmup` messages), then two measured phases:
@@ -79,8 +80,8 @@ usage: compare [OPTIONS]
 
 Runs this crate, reqwest+tokio, ureq and raw sockets side by side against an
 in-process HTTP sink answering 204, and prints medians over the runs. 'wake'
-is the floor of a notify that wakes a sleeping thread: an eventfd wake, no
-HTTP, paced phase only.
+is the floor of a notify that wakes a sleeping thread: a channel send and an
+eventfd wake, no HTTP, paced phase only.
 
 options:
   --messages N        messages per free-running phase       (default 200000)
@@ -97,8 +98,9 @@ options:
   --clients LIST      comma-separated subset of: notifier, spin, normal,
                       wake, reqwest, ureq, raw     (default all)
                       (normal: notifier with batch_scheduling(false), its
-                      loops under SCHED_OTHER; wake: mio::Waker::wake to a
-                      thread in mio::Poll::poll under SCHED_BATCH)
+                      loops under SCHED_OTHER; wake: a channel send and
+                      mio::Waker::wake to a thread in mio::Poll::poll
+                      under SCHED_BATCH)
   --mode MODE         free, paced or both                   (default both)
   -h, --help          print this help";
 
@@ -442,7 +444,8 @@ fn run_client(
             },
         )?)),
         Contender::Wake => Running::Pipe(Box::new(Wake::start(
-            Arc::clone(&probe) as Arc<dyn sink::Observer>
+            &settings,
+            Arc::clone(&probe) as Arc<dyn sink::Observer>,
         )?)),
         Contender::Reqwest => Running::Pipe(Box::new(Reqwest::start(&settings)?)),
         Contender::Ureq => Running::Pipe(Box::new(Ureq::start(&settings)?)),
