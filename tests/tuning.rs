@@ -105,25 +105,37 @@ fn policy(name: &str) -> Option<u32> {
     after_comm.split_whitespace().nth(41 - 3)?.parse().ok()
 }
 
+/// Runs `builder`'s client with `loops` event loops and one slot each,
+/// reads `what` of its last loop's thread with `read` while the client
+/// runs, then checks that 100 messages were delivered. Tests in this
+/// binary run at once; each gives its own loop count, so the last loop's
+/// name (`notifier-{loops - 1}`) is its client's alone.
+fn read_last_loop<T>(
+    builder: Builder,
+    server: &Server,
+    loops: usize,
+    what: &str,
+    read: impl Fn(&str) -> Option<T>,
+) -> T {
+    let (client, failures) = started(builder.workers(loops).threads(loops));
+    notify_all(&client, 0..100);
+    assert!(client.flush(LONG));
+    let name = format!("notifier-{}", loops - 1);
+    let value = read(&name).unwrap_or_else(|| panic!("no {what} for loop thread {name} in /proc"));
+    client.stop();
+    assert_all_delivered(&client, &failures, server, 100);
+    value
+}
+
 #[test]
 fn pinned_loops_run_on_one_core_each() {
     if !cfg!(target_os = "linux") {
         return;
     }
-    // Tests in this binary run at once; only this one has a third loop, so
-    // the thread named `notifier-2` is this client's.
+    // Only this test has a third loop (`notifier-2`).
     let server = Server::no_content();
-    let (client, failures) = started(
-        Client::builder(&server.url())
-            .workers(3)
-            .threads(3)
-            .pin_threads(true),
-    );
-    notify_all(&client, 0..100);
-    assert!(client.flush(LONG));
-    let allowed = cpus_allowed("notifier-2").expect("loop thread notifier-2 in /proc");
-    client.stop();
-    assert_all_delivered(&client, &failures, &server, 100);
+    let builder = Client::builder(&server.url()).pin_threads(true);
+    let allowed = read_last_loop(builder, &server, 3, "allowed CPUs", cpus_allowed);
     assert!(
         allowed.parse::<usize>().is_ok(),
         "a pinned loop may run on {allowed:?}, not on one core"
@@ -137,20 +149,15 @@ fn loops_run_under_sched_batch_unless_turned_off() {
     }
     const SCHED_OTHER: u32 = 0;
     const SCHED_BATCH: u32 = 3;
-    // Only this test has a fourth loop, so `notifier-3` is this client's;
-    // the two clients run one after the other.
+    // Only this test has a fourth loop (`notifier-3`); its two clients
+    // run one after the other.
     for (on, expected) in [(None, SCHED_BATCH), (Some(false), SCHED_OTHER)] {
         let server = Server::no_content();
-        let mut builder = Client::builder(&server.url()).workers(4).threads(4);
+        let mut builder = Client::builder(&server.url());
         if let Some(on) = on {
             builder = builder.batch_scheduling(on);
         }
-        let (client, failures) = started(builder);
-        notify_all(&client, 0..100);
-        assert!(client.flush(LONG));
-        let policy = policy("notifier-3").expect("loop thread notifier-3 in /proc");
-        client.stop();
-        assert_all_delivered(&client, &failures, &server, 100);
+        let policy = read_last_loop(builder, &server, 4, "policy", policy);
         assert_eq!(
             policy, expected,
             "batch_scheduling {on:?}: policy {policy}, expected {expected}"
