@@ -30,10 +30,11 @@
 //! no allocation per request. Over TLS the same loop reads and writes
 //! through a `rustls::StreamOwned`.
 
-// The producers' back-off on a full queue, shared with the benchmarks so
-// every measurement waits the same way.
+// The command-line flags, parsed as `benches/compare` parses its own.
 #[path = "../benches/common/args.rs"]
 mod args;
+// The producers' back-off on a full queue, shared with the benchmarks so
+// every measurement waits the same way.
 #[path = "../benches/common/backoff.rs"]
 mod backoff;
 // The sink's throwaway CA and leaf, shared with the HTTPS benchmarks.

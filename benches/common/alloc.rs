@@ -34,8 +34,8 @@ thread_local! {
     static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
-/// The global allocator of the `compare` binary: the system allocator,
-/// counting.
+/// The global allocator of the binaries that include this file: the
+/// system allocator, counting.
 pub(crate) struct Counting;
 
 #[inline]
