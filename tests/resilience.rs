@@ -50,12 +50,7 @@ fn breaker(threshold: u32, reset: Duration) -> CircuitBreakerConfig {
 /// exactly once, and gives back the stats.
 fn assert_balanced(client: &Client) -> Stats {
     let stats = client.stats();
-    assert_eq!(
-        stats.accepted,
-        stats.delivered + stats.failed,
-        "accepted != delivered + failed: {stats:?}"
-    );
-    assert_eq!((stats.queued, stats.in_flight), (0, 0), "{stats:?}");
+    support::assert_balanced(&stats);
     stats
 }
 
