@@ -144,7 +144,7 @@ pub(crate) struct Wake {
 
 impl Wake {
     /// Starts the waiting thread, which reports receipts to `probe`; at
-    /// most `queue` messages wait for it.
+    /// most `s.queue` messages wait for it.
     pub(crate) fn start(s: &Settings, probe: Arc<dyn Observer>) -> Result<Wake, String> {
         let poll = Poll::new().map_err(|e| format!("cannot create a poll: {e}"))?;
         let waker = mio::Waker::new(poll.registry(), Token(0))
