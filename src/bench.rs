@@ -33,7 +33,7 @@ impl Breaker {
                 true
             }
             Some(ticket) => {
-                self.0.on_failure(ticket, now_ms);
+                let _transition = self.0.on_failure(ticket, now_ms);
                 true
             }
             None => false,

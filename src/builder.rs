@@ -1,73 +1,25 @@
-//! Builder -> Client, everything validated in `build()`.
+//! The builder: collects settings and validates them into a [`Config`].
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::client::Client;
+use crate::config::{
+    Config, Handler, DEFAULT_CONTENT_TYPE, DEFAULT_IDLE_TIMEOUT, DEFAULT_QUEUE_SIZE,
+    DEFAULT_TIMEOUT, DEFAULT_WORKERS, MAX_QUEUE_SIZE, MAX_THREADS, MAX_WORKERS,
+};
 use crate::conn::tls::TlsSetup;
 use crate::endpoint::{Endpoint, Scheme};
 use crate::error::{BuildError, NotificationError};
-use crate::policy::breaker::Breaker;
 use crate::policy::{CircuitBreakerConfig, RetryConfig};
 use crate::proto::request::RequestEncoder;
-
-/// Default number of workers: simultaneous requests, one connection each.
-pub const DEFAULT_WORKERS: usize = 10;
-/// Default queue size: messages waiting for a worker.
-pub const DEFAULT_QUEUE_SIZE: usize = 1000;
-/// Default whole-attempt deadline.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default `Content-Type` of every request.
-pub const DEFAULT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
-/// Default time an unused keep-alive connection stays open.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-
-pub(crate) type Handler = Arc<dyn Fn(NotificationError) + Send + Sync>;
-
-/// Everything an event loop needs to know, fixed at build time.
-pub(crate) struct Config {
-    pub(crate) endpoint: Endpoint,
-    pub(crate) encoder: RequestEncoder,
-    /// Set for `https` endpoints.
-    pub(crate) tls: Option<TlsSetup>,
-    pub(crate) workers: usize,
-    pub(crate) queue_size: usize,
-    pub(crate) threads: usize,
-    pub(crate) timeout: Duration,
-    pub(crate) idle_timeout: Duration,
-    pub(crate) shutdown_timeout: Option<Duration>,
-    pub(crate) handler: Option<Handler>,
-    pub(crate) retry: Option<RetryConfig>,
-    pub(crate) spin: Duration,
-    pub(crate) pin_threads: bool,
-    pub(crate) batch_scheduling: bool,
-    /// Shared by every loop: one atomic word.
-    pub(crate) breaker: Option<Breaker>,
-}
-
-impl fmt::Debug for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
-            .field("endpoint", &self.endpoint)
-            .field("workers", &self.workers)
-            .field("queue_size", &self.queue_size)
-            .field("threads", &self.threads)
-            .field("timeout", &self.timeout)
-            .field("idle_timeout", &self.idle_timeout)
-            .field("shutdown_timeout", &self.shutdown_timeout)
-            .field("handler", &self.handler.is_some())
-            .field("retry", &self.retry)
-            .field("breaker", &self.breaker.is_some())
-            .finish_non_exhaustive()
-    }
-}
 
 /// Configures a [`Client`]; every setting is validated by [`Builder::build`].
 ///
 /// Settings that make no sense (zero workers, a zero timeout) are ignored
-/// and the default kept, as the seed's `With…` options do; settings that
-/// cannot be sent (a header with a line break) fail the build.
+/// and the default kept; settings that cannot be sent (a header with a
+/// line break) or that are past their bound (more than
+/// [`MAX_WORKERS`](crate::MAX_WORKERS) workers) fail the build.
 ///
 /// # Examples
 ///
@@ -187,7 +139,8 @@ impl Builder {
     }
 
     /// The most simultaneous requests, each on its own keep-alive
-    /// connection (seed: `WithWorkers`). Zero is ignored. Default 10.
+    /// connection. Zero is ignored. Default 10; more than
+    /// [`MAX_WORKERS`](crate::MAX_WORKERS) fails the build.
     pub fn workers(mut self, n: usize) -> Builder {
         if n >= 1 {
             self.workers = n;
@@ -195,7 +148,8 @@ impl Builder {
         self
     }
 
-    /// How many messages may wait for a worker (seed: `WithQueueSize`).
+    /// How many messages may wait for a worker; more than
+    /// [`MAX_QUEUE_SIZE`](crate::MAX_QUEUE_SIZE) fails the build.
     /// The client holds at most `queue_size + workers` messages; past that
     /// `notify` returns `QueueFull`. Zero is ignored. Default 1000.
     pub fn queue_size(mut self, n: usize) -> Builder {
@@ -206,7 +160,7 @@ impl Builder {
     }
 
     /// Deadline of one attempt: connect, write and the whole response
-    /// (seed: `WithTimeout`). Zero is ignored. Default 30 s.
+    ///. Zero is ignored. Default 30 s.
     pub fn timeout(mut self, d: Duration) -> Builder {
         if !d.is_zero() {
             self.timeout = d;
@@ -214,7 +168,7 @@ impl Builder {
         self
     }
 
-    /// The `Content-Type` of every request (seed: `WithContentType`).
+    /// The `Content-Type` of every request.
     /// Default `text/plain; charset=utf-8`.
     pub fn content_type(mut self, content_type: &str) -> Builder {
         content_type.clone_into(&mut self.content_type);
@@ -230,9 +184,9 @@ impl Builder {
         self
     }
 
-    /// Called with every message that could not be delivered (seed:
-    /// `WithErrorHandler`). It runs on an event-loop thread, so a slow
-    /// handler delays that loop's other deliveries; a panic in it is caught
+    /// Called with every message that could not be delivered. It runs on
+    /// an event-loop thread, so a slow handler delays that loop's other
+    /// deliveries; a panic in it is caught
     /// and counted in [`Stats::handler_panics`](crate::Stats). Without a
     /// handler, failures are only counted.
     pub fn error_handler(
@@ -245,7 +199,8 @@ impl Builder {
 
     /// Number of event-loop threads; the workers are spread over them.
     /// Default: the smaller of `workers` and the available cores; never more
-    /// than `workers`. Zero is ignored.
+    /// than `workers`. Zero is ignored; more than
+    /// [`MAX_THREADS`](crate::MAX_THREADS) fails the build.
     pub fn threads(mut self, n: usize) -> Builder {
         if n >= 1 {
             self.threads = Some(n);
@@ -270,7 +225,7 @@ impl Builder {
     }
 
     /// Retries failures that [`is_retryable`](NotificationError::is_retryable)
-    /// (seed: `WithRetry`), after a full-jitter backoff:
+    ///, after a full-jitter backoff:
     /// `random(0, min(max_backoff, initial_backoff · multiplier^n))`, raised
     /// to a 5xx's `Retry-After` (capped at `max_backoff`). A message waiting
     /// for its retry sits on its event loop's timer, not in a connection
@@ -285,9 +240,9 @@ impl Builder {
         self
     }
 
-    /// A circuit breaker shared by every connection (seed:
-    /// `WithCircuitBreaker`): after `failure_threshold` consecutive failures
-    /// (transport errors, timeouts, 5xx) every attempt, retries included,
+    /// A circuit breaker shared by every connection: after
+    /// `failure_threshold` consecutive failures (transport errors,
+    /// timeouts, 5xx) every attempt, retries included,
     /// fails at once with
     /// [`FailureKind::CircuitOpen`](crate::FailureKind::CircuitOpen) until
     /// `reset_timeout` has passed; then one probe goes through, and its
@@ -366,8 +321,8 @@ impl Builder {
         self
     }
 
-    /// Validates the configuration and creates the client (not started).
-    pub fn build(self) -> Result<Client, BuildError> {
+    /// Validates the settings into the client's immutable configuration.
+    pub(crate) fn into_config(self) -> Result<Config, BuildError> {
         let endpoint = Endpoint::parse(&self.url)?;
         check_value("content type", &self.content_type)?;
         for (name, value) in &self.headers {
@@ -383,6 +338,11 @@ impl Builder {
             }
             check_value("header value", value)?;
         }
+        at_most("workers", self.workers, MAX_WORKERS)?;
+        at_most("queue_size", self.queue_size, MAX_QUEUE_SIZE)?;
+        if let Some(threads) = self.threads {
+            at_most("threads", threads, MAX_THREADS)?;
+        }
         let encoder = RequestEncoder::new(
             &endpoint.target,
             &endpoint.authority,
@@ -394,8 +354,12 @@ impl Builder {
             Scheme::Https => Some(TlsSetup::new(&endpoint, self.tls_config)?),
         };
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let threads = self.threads.unwrap_or(cores).min(self.workers).max(1);
-        Client::from_config(Config {
+        // `workers` is at least 1, so the range is not empty.
+        let threads = self
+            .threads
+            .unwrap_or(cores)
+            .clamp(1, self.workers.min(MAX_THREADS));
+        Ok(Config {
             endpoint,
             encoder,
             tls,
@@ -407,10 +371,23 @@ impl Builder {
             shutdown_timeout: self.shutdown_timeout,
             handler: self.handler,
             retry: self.retry,
+            breaker: self.circuit_breaker,
             spin: self.spin,
             pin_threads: self.pin_threads,
             batch_scheduling: self.batch_scheduling,
-            breaker: self.circuit_breaker.as_ref().map(Breaker::new),
+            #[cfg(test)]
+            panic_at_message: None,
         })
     }
+}
+
+/// A size setting past its bound is refused rather than clamped: a client
+/// with a billion workers is a mistake to report, not to guess at.
+fn at_most(setting: &str, value: usize, max: usize) -> Result<(), BuildError> {
+    if value > max {
+        return Err(BuildError::InvalidSetting(format!(
+            "{setting} = {value} is more than the most allowed, {max}"
+        )));
+    }
+    Ok(())
 }

@@ -1,37 +1,15 @@
-//! Client: start / notify / flush / stop / stats.
+//! The client handle: start / notify / flush / stop / stats, over the
+//! runtime that does the work.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use mio::{Poll, Waker};
-
-use crate::builder::{Builder, Config};
+use crate::builder::Builder;
 use crate::error::{BuildError, NotifyError};
 use crate::message::Message;
-use crate::policy::CircuitState;
-use crate::runtime::event_loop::{on_loop_thread, EventLoop, WAKER};
-use crate::runtime::queue::{Padded, Queue, Refused, NEW};
-use crate::runtime::{deadline_after, sched};
-use crate::stats::{LoopStats, Stats};
-
-/// State shared by the client handle and its event loops.
-pub(crate) struct Shared {
-    pub(crate) queue: Queue,
-    pub(crate) config: Config,
-    pub(crate) loops: Box<[Padded<LoopStats>]>,
-    pub(crate) shutdown_deadline: OnceLock<Instant>,
-    /// The breaker's clock counts milliseconds from here.
-    pub(crate) epoch: Instant,
-}
-
-impl Shared {
-    /// Milliseconds since the client was built, the circuit breaker's time.
-    pub(crate) fn millis(&self, now: Instant) -> u64 {
-        u64::try_from(now.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
-    }
-}
+use crate::runtime::queue::Refused;
+use crate::runtime::Runtime;
+use crate::stats::Stats;
 
 /// Sends notifications to one HTTP endpoint from background event loops.
 ///
@@ -64,16 +42,13 @@ impl Shared {
 /// # Ok::<(), notifier::BuildError>(())
 /// ```
 pub struct Client {
-    shared: Arc<Shared>,
-    /// The loops' poll instances, made at build time, run at start.
-    pending: Mutex<Vec<(Poll, usize)>>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
+    runtime: Runtime,
 }
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
-            .field("config", &self.shared.config)
+            .field("config", self.runtime.config())
             .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
@@ -91,71 +66,12 @@ impl Client {
         Builder::new(url)
     }
 
-    pub(crate) fn from_config(config: Config) -> Result<Client, BuildError> {
-        let mut polls = Vec::with_capacity(config.threads);
-        let mut wakers = Vec::with_capacity(config.threads);
-        for i in 0..config.threads {
-            let poll = Poll::new()?;
-            wakers.push(Waker::new(poll.registry(), WAKER)?);
-            let slots =
-                config.workers / config.threads + usize::from(i < config.workers % config.threads);
-            polls.push((poll, slots));
-        }
-        let queue = Queue::new(config.queue_size + config.workers, wakers);
-        let loops = (0..config.threads).map(|_| Padded::default()).collect();
-        Ok(Client {
-            shared: Arc::new(Shared {
-                queue,
-                config,
-                loops,
-                shutdown_deadline: OnceLock::new(),
-                epoch: Instant::now(),
-            }),
-            pending: Mutex::new(polls),
-            threads: Mutex::new(Vec::new()),
-        })
-    }
-
     /// Starts the event loops. Calling it again, or after
-    /// [`stop`](Client::stop), has no effect.
-    ///
-    /// # Panics
-    ///
-    /// If the operating system cannot create a thread, like
-    /// [`std::thread::spawn`].
+    /// [`stop`](Client::stop), has no effect. It never fails and never
+    /// panics: the loops' threads were spawned by the build, and wait for
+    /// this call.
     pub fn start(&self) {
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        if !self.shared.queue.start() {
-            return;
-        }
-        let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
-        let batch = self.shared.config.batch_scheduling;
-        let cores = if self.shared.config.pin_threads {
-            core_affinity::get_core_ids().unwrap_or_default()
-        } else {
-            Vec::new()
-        };
-        for (id, (poll, slots)) in pending.drain(..).enumerate() {
-            let event_loop = EventLoop::new(id, poll, Arc::clone(&self.shared), slots);
-            let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
-            let handle = std::thread::Builder::new()
-                .name(format!("notifier-{id}"))
-                .spawn(move || {
-                    if let Some(core) = core {
-                        // Unpinned is the documented fallback when the
-                        // platform refuses.
-                        let _pinned: bool = core_affinity::set_for_current(core);
-                    }
-                    if batch {
-                        // The documented fallback where refused: the
-                        // default policy.
-                        let _batch: bool = sched::batch_current_thread();
-                    }
-                    event_loop.run()
-                })
-                .expect("cannot spawn an event-loop thread");
-            threads.push(handle);
-        }
+        self.runtime.start();
     }
 
     /// Hands `msg` to the client for delivery and returns at once.
@@ -183,8 +99,7 @@ impl Client {
     /// # Ok::<(), notifier::BuildError>(())
     /// ```
     pub fn notify(&self, msg: impl Into<Message>) -> Result<(), NotifyError> {
-        self.shared
-            .queue
+        self.runtime
             .push(msg.into())
             .map_err(|(why, msg)| match why {
                 Refused::NotStarted => NotifyError::NotStarted(msg),
@@ -197,32 +112,7 @@ impl Client {
     /// handed to the error handler, for at most `timeout`. Returns whether
     /// they all were. Messages accepted meanwhile are not waited for.
     pub fn flush(&self, timeout: Duration) -> bool {
-        let target = self.shared.queue.accepted();
-        let deadline = Instant::now().checked_add(timeout);
-        let done = || {
-            let s = self.stats();
-            s.delivered + s.failed >= target
-        };
-        if done() {
-            return true;
-        }
-        self.shared.queue.add_flush_waiter();
-        let result = loop {
-            if done() {
-                break true;
-            }
-            let now = Instant::now();
-            let left = match deadline {
-                Some(d) if d <= now => break false,
-                Some(d) => d - now,
-                None => Duration::from_secs(1),
-            };
-            // Unparked by the loops as messages finish; the bound only
-            // guards against a missed unpark.
-            std::thread::park_timeout(left.min(Duration::from_millis(50)));
-        };
-        self.shared.queue.remove_flush_waiter();
-        result
+        self.runtime.flush(timeout)
     }
 
     /// Stops accepting messages, delivers everything already accepted
@@ -233,55 +123,25 @@ impl Client {
     /// Called from the error handler (an event-loop thread) it starts the
     /// shutdown but does not wait for it.
     pub fn stop(&self) {
-        if let Some(d) = self.shared.config.shutdown_timeout {
-            // Set before the state changes, so the loops see it with it.
-            let _ = self
-                .shared
-                .shutdown_deadline
-                .set(deadline_after(Instant::now(), d));
-        }
-        let before = self.shared.queue.stop();
-        if before == NEW {
-            self.pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clear();
-        }
-        if on_loop_thread() {
-            return;
-        }
-        let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
-        for handle in threads.drain(..) {
-            // A loop never panics (handler panics are caught); if one did,
-            // there is nothing left to join.
-            let _ = handle.join();
-        }
+        self.runtime.stop();
     }
 
     /// A snapshot of the client's counters.
     pub fn stats(&self) -> Stats {
-        let q = &self.shared.queue;
-        let queued = q.queued();
-        let circuit = match &self.shared.config.breaker {
-            Some(b) => b.state(self.shared.millis(Instant::now())),
-            None => CircuitState::Closed,
-        };
-        let mut s = Stats {
-            accepted: q.accepted(),
-            delivered: 0,
-            failed: 0,
-            retried: 0,
-            rejected: q.rejected(),
-            wakeups: q.wakeups(),
-            handler_panics: 0,
-            queued,
-            in_flight: q.in_system().saturating_sub(queued),
-            circuit,
-        };
-        for l in self.shared.loops.iter() {
-            l.0.add_to(&mut s);
-        }
-        s
+        self.runtime.stats()
+    }
+}
+
+impl Builder {
+    /// Validates the configuration and creates the client, not started.
+    ///
+    /// The event-loop threads are spawned here and wait for
+    /// [`Client::start`]; a thread or poll instance the operating system
+    /// cannot create is [`BuildError::Io`].
+    pub fn build(self) -> Result<Client, BuildError> {
+        Ok(Client {
+            runtime: Runtime::new(self.into_config()?)?,
+        })
     }
 }
 

@@ -24,6 +24,10 @@ pub enum BuildError {
     /// The TLS configuration could not be built.
     #[error("TLS configuration: {0}")]
     Tls(#[from] rustls::Error),
+    /// A setting is past its bound (more workers, a larger queue or more
+    /// threads than a client may have); the text names it.
+    #[error("invalid setting: {0}")]
+    InvalidSetting(String),
     /// The event-loop threads or their poll instances could not be created.
     #[error("cannot create the event loops: {0}")]
     Io(#[from] io::Error),
@@ -36,12 +40,11 @@ pub enum BuildError {
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum NotifyError {
-    /// [`Client::start`](crate::Client::start) has not been called yet
-    /// (the seed's `ErrClientNotStarted`).
+    /// [`Client::start`](crate::Client::start) has not been called yet.
     #[error("client not started")]
     NotStarted(Message),
     /// The client already holds `queue_size + workers` messages (queued, in
-    /// flight or waiting for a retry); the seed's `ErrQueueFull`.
+    /// flight or waiting for a retry).
     #[error("notification queue is full")]
     QueueFull(Message),
     /// [`Client::stop`](crate::Client::stop) has been called.
@@ -93,20 +96,54 @@ pub enum FailureKind {
     /// The client stopped with `shutdown_timeout` before the message was
     /// delivered.
     Shutdown,
+    /// The event loop that held the message died of a panic (a bug in this
+    /// crate; panics in the error handler are caught and do not count). The
+    /// other loops carry on.
+    Internal,
+}
+
+/// What a failed attempt tells the circuit breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BreakerVerdict {
+    /// A sign the endpoint is unwell: counts toward opening the circuit.
+    Failure,
+    /// Says nothing of the endpoint's health (a 4xx, a refusal, shutdown).
+    Neutral,
+}
+
+/// How a failure is treated: whether trying again may succeed, and what it
+/// tells the circuit breaker. The one place that decides both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Class {
+    pub(crate) retryable: bool,
+    pub(crate) breaker: BreakerVerdict,
 }
 
 impl FailureKind {
-    /// Whether a failure of this kind, with this status, may succeed when
-    /// tried again.
-    pub(crate) fn is_retryable(self, status: Option<u16>) -> bool {
-        match self {
+    /// The classification of a failure of this kind with this status:
+    ///
+    /// | kind | retryable | breaker |
+    /// |---|---|---|
+    /// | Connect, Io, Timeout, Protocol | yes | failure |
+    /// | Status 5xx | yes | failure |
+    /// | Tls | no | failure |
+    /// | Status other than 5xx | no | neutral |
+    /// | CircuitOpen, Shutdown, Internal | no | neutral |
+    pub(crate) fn class(self, status: Option<u16>) -> Class {
+        use BreakerVerdict::{Failure, Neutral};
+        let (retryable, breaker) = match self {
             FailureKind::Connect
             | FailureKind::Io
             | FailureKind::Timeout
-            | FailureKind::Protocol => true,
-            FailureKind::Status => matches!(status, Some(500..=599)),
-            FailureKind::Tls | FailureKind::CircuitOpen | FailureKind::Shutdown => false,
-        }
+            | FailureKind::Protocol => (true, Failure),
+            FailureKind::Status if matches!(status, Some(500..=599)) => (true, Failure),
+            FailureKind::Tls => (false, Failure),
+            FailureKind::Status
+            | FailureKind::CircuitOpen
+            | FailureKind::Shutdown
+            | FailureKind::Internal => (false, Neutral),
+        };
+        Class { retryable, breaker }
     }
 
     fn describe(self) -> &'static str {
@@ -119,6 +156,7 @@ impl FailureKind {
             FailureKind::Status => "server answered",
             FailureKind::CircuitOpen => "circuit breaker open",
             FailureKind::Shutdown => "client shut down before delivery",
+            FailureKind::Internal => "event loop died",
         }
     }
 }
@@ -169,6 +207,7 @@ pub enum ProtocolError {
     Truncated,
 }
 
+/// What lies under a failure, given as its `source()`.
 #[derive(Debug)]
 pub(crate) enum Cause {
     None,
@@ -177,8 +216,57 @@ pub(crate) enum Cause {
     Protocol(ProtocolError),
 }
 
+/// Why one attempt failed.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) kind: FailureKind,
+    pub(crate) status: Option<u16>,
+    pub(crate) cause: Cause,
+    /// The wait the response's `Retry-After` asked for, whatever its
+    /// status; only a 5xx's is heeded.
+    pub(crate) retry_after: Option<std::time::Duration>,
+}
+
+impl Failure {
+    /// A failure of `kind` with nothing under it.
+    pub(crate) fn of(kind: FailureKind) -> Failure {
+        Failure::caused(kind, Cause::None)
+    }
+
+    /// A failure of `kind` with `cause` under it.
+    pub(crate) fn caused(kind: FailureKind, cause: Cause) -> Failure {
+        Failure {
+            kind,
+            status: None,
+            cause,
+            retry_after: None,
+        }
+    }
+
+    /// An answer with a status other than 2xx.
+    pub(crate) fn status(status: u16, retry_after: Option<std::time::Duration>) -> Failure {
+        Failure {
+            kind: FailureKind::Status,
+            status: Some(status),
+            cause: Cause::None,
+            retry_after,
+        }
+    }
+
+    /// Its classification.
+    pub(crate) fn class(&self) -> Class {
+        self.kind.class(self.status)
+    }
+}
+
 /// A notification that could not be delivered, handed to the error handler
-/// by value together with the message (the seed's `NotificationError`).
+/// by value together with the message.
+///
+/// `Display` says what failed, the status and the attempts made
+/// (`notification failed: server answered 503 (3 attempts)`); what lay
+/// under it (the I/O error, the TLS error, the HTTP rule the response
+/// broke) is its [`source`](std::error::Error::source), not repeated in
+/// the text. Print the source chain to see both.
 #[derive(Debug)]
 pub struct NotificationError {
     message: Message,
@@ -189,19 +277,13 @@ pub struct NotificationError {
 }
 
 impl NotificationError {
-    pub(crate) fn new(
-        message: Message,
-        kind: FailureKind,
-        status: Option<u16>,
-        attempts: u32,
-        cause: Cause,
-    ) -> NotificationError {
+    pub(crate) fn new(message: Message, failure: Failure, attempts: u32) -> NotificationError {
         NotificationError {
             message,
-            kind,
-            status,
+            kind: failure.kind,
+            status: failure.status,
             attempts,
-            cause,
+            cause: failure.cause,
         }
     }
 
@@ -229,7 +311,7 @@ impl NotificationError {
     /// protocol failures and 5xx answers are retryable; TLS failures, other
     /// statuses, an open circuit and shutdown are not.
     pub fn is_retryable(&self) -> bool {
-        self.kind.is_retryable(self.status)
+        self.kind.class(self.status).retryable
     }
 
     /// How many attempts were made for this message, counting one the
@@ -245,12 +327,6 @@ impl fmt::Display for NotificationError {
         write!(f, "notification failed: {}", self.kind.describe())?;
         if let Some(status) = self.status {
             write!(f, " {status}")?;
-        }
-        match &self.cause {
-            Cause::None => {}
-            Cause::Io(e) => write!(f, ": {e}")?,
-            Cause::Tls(e) => write!(f, ": {e}")?,
-            Cause::Protocol(e) => write!(f, ": {e}")?,
         }
         write!(
             f,

@@ -52,6 +52,7 @@
 mod bench;
 mod builder;
 mod client;
+mod config;
 mod conn;
 mod endpoint;
 mod error;
@@ -62,11 +63,12 @@ mod runtime;
 mod stats;
 mod sync;
 
-pub use builder::{
-    Builder, DEFAULT_CONTENT_TYPE, DEFAULT_IDLE_TIMEOUT, DEFAULT_QUEUE_SIZE, DEFAULT_TIMEOUT,
-    DEFAULT_WORKERS,
-};
+pub use builder::Builder;
 pub use client::Client;
+pub use config::{
+    DEFAULT_CONTENT_TYPE, DEFAULT_IDLE_TIMEOUT, DEFAULT_QUEUE_SIZE, DEFAULT_TIMEOUT,
+    DEFAULT_WORKERS, MAX_QUEUE_SIZE, MAX_THREADS, MAX_WORKERS,
+};
 pub use error::{BuildError, FailureKind, NotificationError, NotifyError, ProtocolError};
 pub use message::Message;
 #[doc(hidden)]

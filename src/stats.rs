@@ -1,7 +1,5 @@
 //! Counters kept by the event loops and the snapshot users read.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use crate::policy::CircuitState;
 
 /// A snapshot of a client's counters, from [`Client::stats`](crate::Client::stats).
@@ -41,22 +39,4 @@ pub struct Stats {
     /// circuit whose reset timeout has passed reads `HalfOpen`: the next
     /// attempt is its probe.
     pub circuit: CircuitState,
-}
-
-/// The counters one event loop writes.
-#[derive(Debug, Default)]
-pub(crate) struct LoopStats {
-    pub(crate) delivered: AtomicU64,
-    pub(crate) failed: AtomicU64,
-    pub(crate) retried: AtomicU64,
-    pub(crate) handler_panics: AtomicU64,
-}
-
-impl LoopStats {
-    pub(crate) fn add_to(&self, s: &mut Stats) {
-        s.delivered += self.delivered.load(Ordering::SeqCst);
-        s.failed += self.failed.load(Ordering::SeqCst);
-        s.retried += self.retried.load(Ordering::Relaxed);
-        s.handler_panics += self.handler_panics.load(Ordering::Relaxed);
-    }
 }

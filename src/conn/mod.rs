@@ -34,11 +34,14 @@ pub(crate) struct Conn {
     tls: Option<Box<ClientConnection>>,
     /// Bytes the kernel took from this connection so far.
     sent: u64,
-    /// Request bytes gathered for rustls, kept for the next request: one
-    /// contiguous write spares rustls a slice list allocation and makes
-    /// one record rather than three.
+    /// Request bytes gathered for rustls, at most [`TLS_CHUNK`], kept for
+    /// the next request: one contiguous write spares rustls a slice list
+    /// allocation and makes one record rather than three.
     gather: Vec<u8>,
 }
+
+/// The most plaintext a TLS record carries: what one TLS write copies.
+const TLS_CHUNK: usize = 16 * 1024;
 
 fn would_block(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock
@@ -89,13 +92,8 @@ impl Conn {
             return Ok(true);
         };
         loop {
-            while tls.wants_write() {
-                match tls.write_tls(&mut self.stream) {
-                    Ok(n) => self.sent += n as u64,
-                    Err(e) if would_block(&e) => return Ok(false),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e.into()),
-                }
+            if !flush_records(tls, &mut self.stream, &mut self.sent)? {
+                return Ok(false);
             }
             if !tls.is_handshaking() {
                 return Ok(true);
@@ -116,43 +114,44 @@ impl Conn {
     }
 
     /// Hands request bytes from `offset` on to the connection; returns how
-    /// many it took. Over TLS they are encrypted into rustls's buffer and
-    /// flushed as far as the socket allows; see [`Conn::flush`].
+    /// many it took. Plain TCP writes them as one vectored write. Over TLS
+    /// at most one record's worth ([`TLS_CHUNK`]) is copied and encrypted
+    /// per call, and only once the records of the previous call have left
+    /// (else `WouldBlock`), so a large message never sits in memory twice
+    /// more over; see also [`Conn::flush`].
     pub(crate) fn write(&mut self, request: &RequestBytes<'_>, offset: usize) -> io::Result<usize> {
         let mut slices = [IoSlice::new(&[]); 3];
         let n = request.slices_from(offset, &mut slices);
-        match self.tls.as_deref_mut() {
-            None => {
-                let k = self.stream.write_vectored(&slices[..n])?;
-                self.sent += k as u64;
-                Ok(k)
-            }
-            Some(tls) => {
-                self.gather.clear();
-                for slice in &slices[..n] {
-                    self.gather.extend_from_slice(slice);
-                }
-                let k = tls.writer().write(&self.gather)?;
-                self.flush()?;
-                Ok(k)
-            }
+        let Some(tls) = self.tls.as_deref_mut() else {
+            let k = self.stream.write_vectored(&slices[..n])?;
+            self.sent += k as u64;
+            return Ok(k);
+        };
+        if !flush_records(tls, &mut self.stream, &mut self.sent)? {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        self.gather.clear();
+        for slice in &slices[..n] {
+            let room = TLS_CHUNK - self.gather.len();
+            self.gather
+                .extend_from_slice(&slice[..slice.len().min(room)]);
+        }
+        let k = tls.writer().write(&self.gather)?;
+        // What the socket does not take now goes with the next call or
+        // `flush`.
+        match flush_records(tls, &mut self.stream, &mut self.sent) {
+            Ok(_) => Ok(k),
+            Err(e) if would_block(&e) => Ok(k),
+            Err(e) => Err(e),
         }
     }
 
     /// Writes pending TLS records. `Ok(true)` when nothing is left.
     pub(crate) fn flush(&mut self) -> io::Result<bool> {
-        let Some(tls) = self.tls.as_deref_mut() else {
-            return Ok(true);
-        };
-        while tls.wants_write() {
-            match tls.write_tls(&mut self.stream) {
-                Ok(n) => self.sent += n as u64,
-                Err(e) if would_block(&e) => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+        match self.tls.as_deref_mut() {
+            None => Ok(true),
+            Some(tls) => flush_records(tls, &mut self.stream, &mut self.sent),
         }
-        Ok(true)
     }
 
     /// Reads response bytes. `Ok(0)` is the end of the stream: a TCP EOF,
@@ -189,6 +188,24 @@ impl Conn {
         // Closing the socket removes it from the poll set anyway.
         let _: io::Result<()> = registry.deregister(&mut self.stream);
     }
+}
+
+/// Writes `tls`'s pending records to `stream` as far as it takes them,
+/// counting the bytes in `sent`. `Ok(true)` when nothing is left.
+fn flush_records(
+    tls: &mut ClientConnection,
+    stream: &mut TcpStream,
+    sent: &mut u64,
+) -> io::Result<bool> {
+    while tls.wants_write() {
+        match tls.write_tls(stream) {
+            Ok(n) => *sent += n as u64,
+            Err(e) if would_block(&e) => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
 }
 
 /// Decrypts what `read_tls` brought; on a TLS error sends the alert rustls

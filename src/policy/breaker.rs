@@ -171,6 +171,20 @@ pub(crate) struct Ticket {
     probe: bool,
 }
 
+/// What [`Breaker::on_failure`] did to the circuit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub(crate) enum Transition {
+    /// The ticket was stale, or the failure changed nothing (a non-probe
+    /// attempt while the circuit is not closed).
+    Ignored,
+    /// One more consecutive failure, below the threshold.
+    Counted,
+    /// The circuit opened (the threshold was reached) or re-opened (the
+    /// probe failed).
+    Opened,
+}
+
 /// The shared circuit breaker. See the module docs for the states and the
 /// layout of its word.
 #[derive(Debug)]
@@ -322,9 +336,10 @@ impl Breaker {
     /// The attempt failed (transport error, timeout, 5xx) at `now_ms`:
     /// counts it, opening the circuit at the threshold, or re-opens the
     /// circuit if it was the probe. Ignored if the ticket is stale.
-    pub(crate) fn on_failure(&self, ticket: Ticket, now_ms: u64) {
+    /// Returns what it did.
+    pub(crate) fn on_failure(&self, ticket: Ticket, now_ms: u64) -> Transition {
         let until = now_ms.saturating_add(self.reset_ms);
-        self.update(|word| {
+        let changed = self.update(|word| {
             if word.generation() != ticket.generation {
                 return None;
             }
@@ -341,6 +356,11 @@ impl Breaker {
                 _ => None,
             }
         });
+        match changed {
+            None => Transition::Ignored,
+            Some(word) if word.state() == OPEN => Transition::Opened,
+            Some(_) => Transition::Counted,
+        }
     }
 
     /// The attempt counted neither way (a 4xx or other non-2xx, non-5xx
@@ -372,8 +392,8 @@ impl Breaker {
     }
 
     /// Replaces the word with `f(word)` until the CAS succeeds or `f`
-    /// returns `None` (nothing to change).
-    fn update(&self, mut f: impl FnMut(Word) -> Option<Word>) {
+    /// returns `None` (nothing to change). Returns the word it stored.
+    fn update(&self, mut f: impl FnMut(Word) -> Option<Word>) -> Option<Word> {
         let mut current = self.word.load(Ordering::Acquire);
         while let Some(next) = f(Word(current)) {
             match self.word.compare_exchange_weak(
@@ -382,10 +402,11 @@ impl Breaker {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => return,
+                Ok(_) => return Some(next),
                 Err(actual) => current = actual,
             }
         }
+        None
     }
 
     #[cfg(test)]
@@ -408,15 +429,16 @@ mod tests {
         )
     }
 
-    /// Makes an allowed attempt fail at `now`.
-    fn fail(b: &Breaker, now: u64) {
+    /// Makes an allowed attempt fail at `now`; what that did.
+    fn fail(b: &Breaker, now: u64) -> Transition {
         let t = b.allow(now).expect("allowed");
-        b.on_failure(t, now);
+        b.on_failure(t, now)
     }
 
     fn open(threshold: u32, now: u64) -> Breaker {
         let b = breaker(threshold);
-        (0..threshold).for_each(|_| fail(&b, now));
+        (1..threshold).for_each(|_| assert_eq!(fail(&b, now), Transition::Counted));
+        assert_eq!(fail(&b, now), Transition::Opened);
         assert_eq!(b.state(now), CircuitState::Open);
         b
     }
@@ -460,11 +482,11 @@ mod tests {
     #[test]
     fn the_threshold_opens_the_circuit() {
         let b = breaker(3);
-        fail(&b, 0);
-        fail(&b, 1);
+        assert_eq!(fail(&b, 0), Transition::Counted);
+        assert_eq!(fail(&b, 1), Transition::Counted);
         assert_eq!(b.state(1), CircuitState::Closed);
         assert_eq!(b.word().failures(), 2);
-        fail(&b, 2);
+        assert_eq!(fail(&b, 2), Transition::Opened);
         assert_eq!(b.state(2), CircuitState::Open);
         assert_eq!(b.word().open_until(), 2 + RESET_MS);
         assert_eq!(b.word().generation(), 1);
@@ -473,32 +495,32 @@ mod tests {
     #[test]
     fn threshold_one_opens_on_the_first_failure() {
         let b = breaker(1);
-        fail(&b, 10);
+        assert_eq!(fail(&b, 10), Transition::Opened);
         assert_eq!(b.allow(10), None);
     }
 
     #[test]
     fn a_success_resets_the_count() {
         let b = breaker(3);
-        fail(&b, 0);
-        fail(&b, 0);
+        assert_eq!(fail(&b, 0), Transition::Counted);
+        assert_eq!(fail(&b, 0), Transition::Counted);
         let t = b.allow(0).expect("closed");
         b.on_success(t);
         assert_eq!(b.word(), Word::closed(0, 0));
-        fail(&b, 0);
-        fail(&b, 0);
+        assert_eq!(fail(&b, 0), Transition::Counted);
+        assert_eq!(fail(&b, 0), Transition::Counted);
         assert_eq!(b.state(0), CircuitState::Closed, "the count started over");
     }
 
     #[test]
     fn a_neutral_outcome_counts_neither_way() {
         let b = breaker(3);
-        fail(&b, 0);
-        fail(&b, 0);
+        assert_eq!(fail(&b, 0), Transition::Counted);
+        assert_eq!(fail(&b, 0), Transition::Counted);
         let t = b.allow(0).expect("closed");
         b.on_neutral(t, 0);
         assert_eq!(b.word(), Word::closed(0, 2), "neither reset nor counted");
-        fail(&b, 0);
+        assert_eq!(fail(&b, 0), Transition::Opened);
         assert_eq!(b.state(0), CircuitState::Open);
     }
 
@@ -539,7 +561,7 @@ mod tests {
         let t = b.allow(RESET_MS).expect("closed");
         assert!(!t.probe);
         // The count starts from zero: one failure does not re-open it.
-        b.on_failure(t, RESET_MS);
+        assert_eq!(b.on_failure(t, RESET_MS), Transition::Counted);
         assert_eq!(b.state(RESET_MS), CircuitState::Closed);
     }
 
@@ -548,7 +570,7 @@ mod tests {
         let b = open(2, 0);
         let at = RESET_MS + 500;
         let probe = b.allow(at).expect("the probe");
-        b.on_failure(probe, at + 20);
+        assert_eq!(b.on_failure(probe, at + 20), Transition::Opened);
         assert_eq!(b.state(at + 20), CircuitState::Open);
         assert_eq!(b.allow(at + 20 + RESET_MS - 1), None);
         let again = b.allow(at + 20 + RESET_MS).expect("the next probe");
@@ -569,9 +591,9 @@ mod tests {
         assert_ne!(next.generation, probe.generation);
         // The released probe's late result changes nothing.
         b.on_success(probe);
-        b.on_failure(probe, RESET_MS + 6);
+        assert_eq!(b.on_failure(probe, RESET_MS + 6), Transition::Ignored);
         assert_eq!(b.allow(RESET_MS + 6), None, "still half-open");
-        b.on_failure(next, RESET_MS + 7);
+        assert_eq!(b.on_failure(next, RESET_MS + 7), Transition::Opened);
         assert_eq!(b.allow(RESET_MS + 8), None, "re-opened by the new probe");
     }
 
@@ -579,18 +601,18 @@ mod tests {
     fn stale_results_are_ignored() {
         let b = breaker(2);
         let early: Vec<Ticket> = (0..4).map(|_| b.allow(0).expect("closed")).collect();
-        b.on_failure(early[0], 0);
-        b.on_failure(early[1], 0);
+        assert_eq!(b.on_failure(early[0], 0), Transition::Counted);
+        assert_eq!(b.on_failure(early[1], 0), Transition::Opened);
         assert_eq!(b.state(0), CircuitState::Open);
         let opened = b.word();
         // Late answers from before the circuit opened: no effect.
         b.on_success(early[2]);
-        b.on_failure(early[3], 5);
+        assert_eq!(b.on_failure(early[3], 5), Transition::Ignored);
         assert_eq!(b.word(), opened);
 
         let probe = b.allow(RESET_MS).expect("the probe");
         b.on_success(early[2]);
-        b.on_failure(early[3], RESET_MS);
+        assert_eq!(b.on_failure(early[3], RESET_MS), Transition::Ignored);
         b.on_neutral(early[3], RESET_MS);
         assert_eq!(b.state(RESET_MS), CircuitState::HalfOpen);
         b.on_success(probe);
@@ -598,8 +620,8 @@ mod tests {
 
         // A probe's late duplicate cannot re-open a closed circuit, and a
         // ticket from the old closed period does not count.
-        b.on_failure(probe, RESET_MS);
-        b.on_failure(early[3], RESET_MS);
+        assert_eq!(b.on_failure(probe, RESET_MS), Transition::Ignored);
+        assert_eq!(b.on_failure(early[3], RESET_MS), Transition::Ignored);
         assert_eq!(b.word().failures(), 0);
     }
 
@@ -612,7 +634,7 @@ mod tests {
             probe: false,
         };
         b.on_success(forged);
-        b.on_failure(forged, RESET_MS);
+        assert_eq!(b.on_failure(forged, RESET_MS), Transition::Ignored);
         b.on_neutral(forged, RESET_MS);
         assert_eq!(b.word(), Word::half_open(probe.generation));
     }
@@ -624,13 +646,13 @@ mod tests {
         // the 12-bit generation wraps several times.
         let mut now = 0;
         for _ in 0..(usize::from(GENERATION_MASK) + 10) {
-            fail(&b, now);
+            assert_eq!(fail(&b, now), Transition::Opened);
             now += RESET_MS;
             let probe = b.allow(now).expect("probe");
             b.on_success(probe);
         }
         assert_eq!(b.state(now), CircuitState::Closed);
-        fail(&b, now);
+        assert_eq!(fail(&b, now), Transition::Opened);
         assert_eq!(b.allow(now), None);
     }
 
@@ -641,7 +663,7 @@ mod tests {
                 .failure_threshold(1)
                 .reset_timeout(Duration::ZERO),
         );
-        fail(&b, 7);
+        assert_eq!(fail(&b, 7), Transition::Opened);
         assert!(b.allow(7).expect("probe").probe);
         assert_eq!(b.allow(7), None);
     }
@@ -653,7 +675,7 @@ mod tests {
                 .failure_threshold(1)
                 .reset_timeout(Duration::MAX),
         );
-        fail(&b, 0);
+        assert_eq!(fail(&b, 0), Transition::Opened);
         assert_eq!(b.word().open_until(), MAX_UNTIL);
         assert_eq!(b.allow(MAX_UNTIL - 1), None);
     }
@@ -662,11 +684,11 @@ mod tests {
     fn failures_saturate_at_the_counter_width() {
         let b = breaker(u32::MAX);
         for _ in 0..MAX_FAILURES - 1 {
-            fail(&b, 0);
+            assert_eq!(fail(&b, 0), Transition::Counted);
         }
         assert_eq!(b.state(0), CircuitState::Closed);
         assert_eq!(b.word().failures(), MAX_FAILURES - 1);
-        fail(&b, 0);
+        assert_eq!(fail(&b, 0), Transition::Opened);
         assert_eq!(b.state(0), CircuitState::Open, "the clamped threshold");
     }
 }
@@ -694,7 +716,7 @@ mod loom_models {
         loom::model(|| {
             let b = Arc::new(breaker(1));
             let t = b.allow(0).expect("closed");
-            b.on_failure(t, 0);
+            assert_eq!(b.on_failure(t, 0), Transition::Opened);
             let racers: Vec<_> = (0..3)
                 .map(|_| {
                     let b = b.clone();
@@ -719,7 +741,7 @@ mod loom_models {
         loom::model(|| {
             let b = Arc::new(breaker(1));
             let t = b.allow(0).expect("closed");
-            b.on_failure(t, 0);
+            assert_eq!(b.on_failure(t, 0), Transition::Opened);
             let probe = b.allow(RESET_MS).expect("the probe");
             let callers: Vec<_> = (0..2)
                 .map(|_| {
@@ -727,7 +749,7 @@ mod loom_models {
                     thread::spawn(move || b.allow(RESET_MS))
                 })
                 .collect();
-            b.on_failure(probe, RESET_MS);
+            assert_eq!(b.on_failure(probe, RESET_MS), Transition::Opened);
             for c in callers {
                 assert_eq!(c.join().expect("caller"), None);
             }
@@ -751,7 +773,12 @@ mod loom_models {
                     thread::spawn(move || b.on_failure(t, i as u64))
                 })
                 .collect();
-            failers.into_iter().for_each(|f| f.join().expect("failer"));
+            let opened = failers
+                .into_iter()
+                .map(|f| f.join().expect("failer"))
+                .filter(|&t| t == Transition::Opened)
+                .count();
+            assert_eq!(opened, 1, "exactly one failure reports the opening");
             let word = b.word();
             assert_eq!((word.state(), word.generation()), (OPEN, 1), "{word:?}");
             assert!((RESET_MS..=RESET_MS + 2).contains(&word.open_until()));
@@ -773,7 +800,7 @@ mod loom_models {
                             if success {
                                 b.on_success(t);
                             } else {
-                                b.on_failure(t, 0);
+                                let _: Transition = b.on_failure(t, 0);
                             }
                         }
                     })

@@ -1,5 +1,6 @@
-//! Pure delivery decisions: when to retry, and whether the circuit lets an
-//! attempt through.
+//! Pure delivery decisions: when to retry, whether the circuit lets an
+//! attempt through, and (the ledger, which uses both) what becomes of a
+//! message after each attempt.
 //!
 //! Nothing here reads a clock or owns a random-number generator: the event
 //! loops pass the time (milliseconds since the client started) and a
@@ -7,6 +8,7 @@
 //! seeded draws, without sleeping.
 
 pub(crate) mod breaker;
+pub(crate) mod ledger;
 pub(crate) mod retry;
 
 pub use breaker::{CircuitBreakerConfig, CircuitState};

@@ -1,6 +1,6 @@
 //! One event loop: a thread with its own `mio::Poll`, a share of the
 //! connection slots, the deadlines of their attempts, and the messages
-//! waiting for a retry.
+//! waiting for a retry. It does what the ledger decides and counts it.
 
 use std::cell::Cell;
 use std::io;
@@ -11,14 +11,13 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Token};
 
-use crate::client::Shared;
-use crate::error::{Cause, FailureKind, NotificationError};
-use crate::policy::CircuitState;
-use crate::runtime::deadline_after;
-use crate::runtime::queue::STOPPING;
-use crate::runtime::slot::{Ctx, Failure, Finished, Job, Slot};
+use crate::error::{Failure, FailureKind, NotificationError};
+use crate::message::Message;
+use crate::policy::ledger::{Attempt, Fate};
+use crate::runtime::queue::{NEW, STOPPING};
+use crate::runtime::shared::{deadline_after, LoopStats, Shared};
+use crate::runtime::slot::{Ctx, Finished, Job, Slot};
 use crate::runtime::timers::RetryTimers;
-use crate::stats::LoopStats;
 
 /// The token of the loop's `mio::Waker`; slots use their index.
 pub(crate) const WAKER: Token = Token(usize::MAX);
@@ -35,75 +34,113 @@ pub(crate) fn on_loop_thread() -> bool {
 
 /// One event loop, run by [`EventLoop::run`] on its own thread.
 pub(crate) struct EventLoop {
+    id: usize,
     poll: Poll,
     shared: Arc<Shared>,
     slots: Vec<Slot>,
-    outcomes: Outcomes,
+    retries: RetryTimers,
+    rng: fastrand::Rng,
+    /// Messages this loop took from the queue and has not ended: in a
+    /// slot, waiting for a retry, or in hand. If the loop dies, this is
+    /// how many fail with it, whether or not they can still be found.
+    held: usize,
+    /// Messages ended since flush callers were last told.
+    finished_any: bool,
     /// When the loop last found something to do; it spins (busy-polls)
     /// until `config.spin` after that before it parks.
     busy_at: Instant,
+    /// Messages taken from the queue, for the test-only fault hook.
+    #[cfg(test)]
+    taken: u64,
 }
 
 impl EventLoop {
-    pub(crate) fn new(id: usize, poll: Poll, shared: Arc<Shared>, slots: usize) -> EventLoop {
+    pub(crate) fn new(id: usize, poll: Poll, shared: Arc<Shared>) -> EventLoop {
         EventLoop {
+            id,
             poll,
-            slots: (0..slots).map(|i| Slot::new(Token(i))).collect(),
-            outcomes: Outcomes {
-                id,
-                shared: Arc::clone(&shared),
-                retries: RetryTimers::default(),
-                rng: fastrand::Rng::new(),
-                finished_any: false,
-            },
+            slots: (0..shared.config.slots_of(id))
+                .map(|i| Slot::new(Token(i)))
+                .collect(),
+            retries: RetryTimers::default(),
+            rng: fastrand::Rng::new(),
+            held: 0,
+            finished_any: false,
             shared,
             busy_at: Instant::now(),
+            #[cfg(test)]
+            taken: 0,
         }
     }
 
+    /// Waits for the client to start, serves until it stops and holds
+    /// nothing, then closes its connections. A panic in the loop (a bug:
+    /// the error handler's panics are caught where it is called) ends
+    /// every message the loop held as [`FailureKind::Internal`] and leaves
+    /// the other loops running.
     pub(crate) fn run(mut self) {
         ON_LOOP_THREAD.with(|f| f.set(true));
-        let id = self.outcomes.id;
         let mut events = Events::with_capacity(self.slots.len() + 16);
+        self.wait_for_start(&mut events);
+        if catch_unwind(AssertUnwindSafe(|| self.serve(&mut events))).is_err() {
+            self.die();
+            return;
+        }
+        let registry = self.poll.registry();
+        for slot in &mut self.slots {
+            slot.close(registry);
+        }
+    }
+
+    /// Blocks until `start` or `stop`. A client stopped before it started
+    /// holds nothing, so serving it ends at once; one stopped right after
+    /// it started must still deliver what it accepted.
+    fn wait_for_start(&mut self, events: &mut Events) {
+        while self.shared.queue.state() == NEW {
+            if let Err(e) = self.poll.poll(events, None) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+    }
+
+    fn serve(&mut self, events: &mut Events) {
         loop {
             let now = Instant::now();
             self.expire(now);
-            self.outcomes.fail_retries_if_open(now);
+            self.fail_retries_if_open(now);
             let stopping = self.shared.queue.state() == STOPPING;
             let shutdown_at = if stopping {
-                self.shared.shutdown_deadline.get().copied()
+                self.shared.shutdown_deadline()
             } else {
                 None
             };
             let free = if shutdown_at.is_some_and(|at| at <= now) {
-                self.abandon();
+                self.give_up_all(FailureKind::Shutdown, now);
                 true
             } else {
                 self.fill(now)
             };
             if stopping && self.shared.queue.in_system() == 0 {
-                break;
+                return;
             }
             if free && now.saturating_duration_since(self.busy_at) < self.shared.config.spin {
                 // Spinning: look at the sockets without blocking, then at
                 // the queue again; producers never need to wake this loop.
                 std::hint::spin_loop();
-                self.wait(&mut events, now, Some(now), false);
+                self.wait(events, now, Some(now), false);
                 continue;
             }
             // A free slot may have met a message queued after `fill`
             // looked: `park` checks the queue again.
-            let parked = free && self.shared.queue.park(id);
+            let parked = free && self.shared.queue.park(self.id);
             if free && !parked {
                 continue;
             }
             // Past the shutdown deadline, wait to be woken when the last
             // message leaves the system rather than spin on the deadline.
-            self.wait(&mut events, now, shutdown_at.filter(|&at| at > now), parked);
-        }
-        let registry = self.poll.registry();
-        for slot in &mut self.slots {
-            slot.close(registry);
+            self.wait(events, now, shutdown_at.filter(|&at| at > now), parked);
         }
     }
 
@@ -114,14 +151,14 @@ impl EventLoop {
             .slots
             .iter()
             .filter_map(Slot::deadline)
-            .chain(self.outcomes.retries.next_due())
+            .chain(self.retries.next_due())
             .chain(wake_by)
             .min();
         let timeout = next.map(|at| at.saturating_duration_since(now));
-        self.outcomes.tell_flush_waiters();
+        self.tell_flush_waiters();
         let polled = self.poll.poll(events, timeout);
         if parked {
-            self.shared.queue.unpark(self.outcomes.id);
+            self.shared.queue.unpark(self.id);
         }
         if let Err(e) = polled {
             if e.kind() != io::ErrorKind::Interrupted {
@@ -135,34 +172,25 @@ impl EventLoop {
         if !events.is_empty() {
             self.busy_at = now;
         }
-        let ctx = Ctx {
-            registry: self.poll.registry(),
-            config: &self.shared.config,
-        };
         for event in events.iter() {
-            let token = event.token();
-            if token == WAKER {
-                continue;
-            }
-            if let Some(slot) = self.slots.get_mut(token.0) {
-                if let Some(f) = slot.ready(&ctx, now, event.is_read_closed()) {
-                    self.outcomes.attempt_ended(f, now);
-                }
+            let Some(slot) = self.slots.get_mut(event.token().0) else {
+                continue; // the waker
+            };
+            let ended = slot.ready(&ctx(&self.poll, &self.shared), now, event.is_read_closed());
+            if let Some(f) = ended {
+                self.attempt_ended(f, now);
             }
         }
-        self.outcomes.tell_flush_waiters();
+        self.tell_flush_waiters();
     }
 
     /// Acts on passed deadlines.
     fn expire(&mut self, now: Instant) {
-        let ctx = Ctx {
-            registry: self.poll.registry(),
-            config: &self.shared.config,
-        };
-        for slot in &mut self.slots {
-            if slot.deadline().is_some_and(|d| d <= now) {
-                if let Some(f) = slot.expire(&ctx) {
-                    self.outcomes.attempt_ended(f, now);
+        for i in 0..self.slots.len() {
+            if self.slots[i].deadline().is_some_and(|d| d <= now) {
+                let ended = self.slots[i].expire(&ctx(&self.poll, &self.shared), now);
+                if let Some(f) = ended {
+                    self.attempt_ended(f, now);
                 }
             }
         }
@@ -173,26 +201,34 @@ impl EventLoop {
     /// was nothing left to send). A slot whose attempt ended at once takes
     /// the next message.
     fn fill(&mut self, now: Instant) -> bool {
-        let ctx = Ctx {
-            registry: self.poll.registry(),
-            config: &self.shared.config,
-        };
         for idle_pass in [true, false] {
-            for slot in &mut self.slots {
-                while slot.is_free() && slot.is_idle() == idle_pass {
-                    let job = match self.outcomes.retries.pop_due(now) {
+            for i in 0..self.slots.len() {
+                while self.slots[i].is_free() && self.slots[i].is_idle() == idle_pass {
+                    let mut job = match self.retries.pop_due(now) {
                         Some(job) => job,
-                        None => match self.shared.queue.pop() {
-                            Some(msg) => Job::new(msg),
+                        None => match self.take() {
+                            Some(job) => job,
                             None => return true,
                         },
                     };
                     self.busy_at = now;
-                    let Some(job) = self.outcomes.admit(job, now) else {
-                        continue;
-                    };
-                    if let Some(f) = slot.assign(job, &ctx, now) {
-                        self.outcomes.attempt_ended(f, now);
+                    match self
+                        .shared
+                        .ledger
+                        .admit(job.record(), self.shared.millis(now))
+                    {
+                        Ok(Attempt::First) => {}
+                        Ok(Attempt::Retry) => {
+                            self.stats().retried.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(refused) => {
+                            self.end(job, Err(refused));
+                            continue;
+                        }
+                    }
+                    let ended = self.slots[i].assign(job, &ctx(&self.poll, &self.shared), now);
+                    if let Some(f) = ended {
+                        self.attempt_ended(f, now);
                     }
                 }
             }
@@ -200,141 +236,114 @@ impl EventLoop {
         self.slots.iter().any(Slot::is_free)
     }
 
-    /// Shutdown deadline passed: everything held goes to the handler.
-    fn abandon(&mut self) {
-        let ctx = Ctx {
-            registry: self.poll.registry(),
-            config: &self.shared.config,
-        };
-        for slot in &mut self.slots {
-            if let Some(mut job) = slot.abandon(&ctx) {
-                if let (Some(breaker), Some(ticket)) =
-                    (&self.shared.config.breaker, job.ticket.take())
-                {
-                    breaker.on_neutral(ticket, self.shared.millis(Instant::now()));
-                }
-                self.outcomes.end(job, failure(FailureKind::Shutdown));
+    /// Takes the oldest queued message; from here on the loop holds it.
+    fn take(&mut self) -> Option<Job> {
+        let msg = self.shared.queue.pop()?;
+        self.held += 1;
+        #[cfg(test)]
+        {
+            self.taken += 1;
+            if self.shared.config.panic_at_message == Some(self.taken) {
+                panic!("injected fault: event loop {} panics", self.id);
             }
         }
-        self.outcomes.fail_retries(FailureKind::Shutdown);
-        while let Some(msg) = self.shared.queue.pop() {
-            self.outcomes
-                .end(Job::new(msg), failure(FailureKind::Shutdown));
-        }
-    }
-}
-
-fn failure(kind: FailureKind) -> Result<(), Failure> {
-    Err(Failure {
-        kind,
-        status: None,
-        cause: Cause::None,
-        retry_after: None,
-    })
-}
-
-/// How an attempt's result counts for the circuit breaker.
-enum Verdict {
-    Success,
-    Failure,
-    Neither,
-}
-
-fn verdict(result: &Result<(), Failure>) -> Verdict {
-    match result {
-        Ok(()) => Verdict::Success,
-        Err(f) => match f.kind {
-            FailureKind::Status if f.status.is_some_and(|s| s >= 500) => Verdict::Failure,
-            FailureKind::Status | FailureKind::Shutdown | FailureKind::CircuitOpen => {
-                Verdict::Neither
-            }
-            _ => Verdict::Failure,
-        },
-    }
-}
-
-/// What the loop does with attempts that ended: the breaker's bookkeeping,
-/// retries, counting, and the error handler.
-struct Outcomes {
-    id: usize,
-    shared: Arc<Shared>,
-    retries: RetryTimers,
-    rng: fastrand::Rng,
-    finished_any: bool,
-}
-
-impl Outcomes {
-    /// Counts an attempt for `job` and asks the breaker. `None` when the
-    /// circuit refused it (the job has then ended with `CircuitOpen`).
-    fn admit(&mut self, mut job: Job, now: Instant) -> Option<Job> {
-        let retry = job.attempts > 0;
-        job.attempts += 1;
-        if let Some(breaker) = &self.shared.config.breaker {
-            match breaker.allow(self.shared.millis(now)) {
-                Some(ticket) => job.ticket = Some(ticket),
-                None => {
-                    self.end(job, failure(FailureKind::CircuitOpen));
-                    return None;
-                }
-            }
-        }
-        if retry {
-            self.stats().retried.fetch_add(1, Ordering::Relaxed);
-        }
-        Some(job)
+        Some(Job::new(msg))
     }
 
-    /// Records an attempt's result and either schedules a retry or ends
-    /// the job.
+    /// Books an attempt's result: a retry goes on the timer, anything else
+    /// ends the message.
     fn attempt_ended(&mut self, f: Finished, now: Instant) {
         let Finished { mut job, result } = f;
-        if let (Some(breaker), Some(ticket)) = (&self.shared.config.breaker, job.ticket.take()) {
-            let ms = self.shared.millis(now);
-            match verdict(&result) {
-                Verdict::Success => breaker.on_success(ticket),
-                Verdict::Neither => breaker.on_neutral(ticket, ms),
-                Verdict::Failure => {
-                    let was_open = breaker.state(ms) == CircuitState::Open;
-                    breaker.on_failure(ticket, ms);
-                    if !was_open && breaker.state(ms) == CircuitState::Open {
-                        // Retries waiting on other loops must fail now, not
-                        // sleep out their backoff.
-                        self.shared.queue.wake_all();
-                    }
-                }
-            }
+        let settled =
+            self.shared
+                .ledger
+                .settle(job.record(), result, self.shared.millis(now), &mut self.rng);
+        if settled.opened_circuit {
+            // Retries waiting on other loops must fail now, not sleep out
+            // their backoff.
+            self.shared.queue.wake_all();
         }
-        if let (Err(f), Some(retry)) = (&result, &self.shared.config.retry) {
-            if f.kind.is_retryable(f.status) {
-                if let Some(delay) = retry.next_delay(job.attempts, f.retry_after, &mut self.rng) {
-                    self.retries.push(deadline_after(now, delay), job);
-                    return;
-                }
-            }
+        match settled.fate {
+            Fate::Retry(wait) => self.retries.push(deadline_after(now, wait), job),
+            Fate::Delivered => self.end(job, Ok(())),
+            Fate::Failed(failure) => self.end(job, Err(failure)),
         }
-        self.end(job, result);
     }
 
     /// While the circuit is open, retries fail at once instead of waiting.
     fn fail_retries_if_open(&mut self, now: Instant) {
-        if self.retries.is_empty() {
+        if self.retries.is_empty()
+            || self.shared.ledger.circuit(self.shared.millis(now))
+                != crate::policy::CircuitState::Open
+        {
             return;
         }
-        if let Some(breaker) = &self.shared.config.breaker {
-            if breaker.state(self.shared.millis(now)) == CircuitState::Open {
-                self.fail_retries(FailureKind::CircuitOpen);
-            }
+        while let Some(mut job) = self.retries.pop() {
+            let failure = self.shared.ledger.refuse_waiting(job.record());
+            self.end(job, Err(failure));
         }
     }
 
-    fn fail_retries(&mut self, kind: FailureKind) {
-        while let Some(mut job) = self.retries.pop() {
-            if kind == FailureKind::CircuitOpen {
-                // The retry the open circuit refuses is an attempt too.
-                job.attempts += 1;
+    /// Ends everything the loop holds with `kind`: attempts under way
+    /// (abandoned, their connections closed), retries waiting, and, once
+    /// the loop stops taking messages, the queue's.
+    fn give_up_all(&mut self, kind: FailureKind, now: Instant) {
+        let ms = self.shared.millis(now);
+        for i in 0..self.slots.len() {
+            let registry = self.poll.registry();
+            if let Some(mut job) = self.slots[i].abandon(registry) {
+                let failure = self.shared.ledger.give_up(job.record(), kind, ms);
+                self.end(job, Err(failure));
             }
-            self.end(job, failure(kind));
         }
+        while let Some(mut job) = self.retries.pop() {
+            let failure = self.shared.ledger.give_up(job.record(), kind, ms);
+            self.end(job, Err(failure));
+        }
+        while let Some(job) = self.take() {
+            self.end(job, Err(Failure::of(kind)));
+        }
+    }
+
+    /// After a panic: every message the loop held fails as `Internal`, the
+    /// ones it can still find through the error handler, the ones the
+    /// unwinding dropped counted only; then the loop is marked dead, so
+    /// that no wake-up is spent on it. The last loop to die also fails
+    /// what is queued and stops the client, since nothing would take it.
+    fn die(&mut self) {
+        let now = Instant::now();
+        let ms = self.shared.millis(now);
+        // Cleaning up may meet the same bug: what it cannot end, the count
+        // below still does.
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            for i in 0..self.slots.len() {
+                let registry = self.poll.registry();
+                if let Some(mut job) = self.slots[i].abandon(registry) {
+                    let failure =
+                        self.shared
+                            .ledger
+                            .give_up(job.record(), FailureKind::Internal, ms);
+                    self.end(job, Err(failure));
+                }
+            }
+            while let Some(mut job) = self.retries.pop() {
+                let failure = self
+                    .shared
+                    .ledger
+                    .give_up(job.record(), FailureKind::Internal, ms);
+                self.end(job, Err(failure));
+            }
+        }));
+        let stats = &self.shared.loops[self.id];
+        for _ in 0..std::mem::take(&mut self.held) {
+            stats.failed.fetch_add(1, Ordering::SeqCst);
+            self.shared.queue.release();
+        }
+        if self.shared.loop_died(self.id) {
+            self.shared.queue.stop();
+            fail_stranded(&self.shared);
+        }
+        self.shared.queue.notify_flush_waiters();
     }
 
     /// Wakes `flush` callers when messages ended since the last call.
@@ -345,35 +354,73 @@ impl Outcomes {
     }
 
     fn stats(&self) -> &LoopStats {
-        &self.shared.loops[self.id].0
+        &self.shared.loops[self.id]
     }
 
     /// Ends a job: counts it, hands a failure to the handler, and releases
     /// its place in the system.
     fn end(&mut self, job: Job, result: Result<(), Failure>) {
-        let shared = &*self.shared;
-        let stats = &shared.loops[self.id].0;
-        match result {
-            Ok(()) => {
-                stats.delivered.fetch_add(1, Ordering::SeqCst);
-            }
-            Err(failure) => {
-                if let Some(handler) = &shared.config.handler {
-                    let err = NotificationError::new(
-                        job.msg,
-                        failure.kind,
-                        failure.status,
-                        job.attempts,
-                        failure.cause,
-                    );
-                    if catch_unwind(AssertUnwindSafe(|| handler(err))).is_err() {
-                        stats.handler_panics.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                stats.failed.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-        shared.queue.release();
+        let attempts = job.attempts();
+        end_message(
+            &self.shared,
+            self.stats(),
+            job.into_message(),
+            attempts,
+            result,
+        );
+        self.held -= 1;
         self.finished_any = true;
+    }
+}
+
+/// What a slot needs from its loop.
+fn ctx<'a>(poll: &'a Poll, shared: &'a Shared) -> Ctx<'a> {
+    Ctx {
+        registry: poll.registry(),
+        config: &shared.config,
+        ledger: &shared.ledger,
+    }
+}
+
+/// Counts a message's end, hands a failure to the error handler (catching
+/// its panics), and releases the message's place in the system.
+fn end_message(
+    shared: &Shared,
+    stats: &LoopStats,
+    msg: Message,
+    attempts: u32,
+    result: Result<(), Failure>,
+) {
+    match result {
+        Ok(()) => {
+            stats.delivered.fetch_add(1, Ordering::SeqCst);
+        }
+        Err(failure) => {
+            if let Some(handler) = &shared.config.handler {
+                let err = NotificationError::new(msg, failure, attempts);
+                if catch_unwind(AssertUnwindSafe(|| handler(err))).is_err() {
+                    stats.handler_panics.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            stats.failed.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    shared.queue.release();
+}
+
+/// Every loop died: what is still queued fails as `Internal`, counted on
+/// the last loop's books.
+pub(crate) fn fail_stranded(shared: &Shared) {
+    let Some(stats) = shared.loops.last() else {
+        return;
+    };
+    while let Some(msg) = shared.queue.pop() {
+        end_message(
+            shared,
+            stats,
+            msg,
+            0,
+            Err(Failure::of(FailureKind::Internal)),
+        );
     }
 }

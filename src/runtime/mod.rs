@@ -5,31 +5,160 @@ pub(crate) mod event_loop;
 pub(crate) mod park;
 pub(crate) mod queue;
 pub(crate) mod sched;
+pub(crate) mod shared;
 pub(crate) mod slot;
 pub(crate) mod timers;
 
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// `now + d`, or a year from now when `d` is too large for an `Instant`
-/// (a `Duration::MAX` timeout, a huge `Retry-After` under a huge
-/// `max_backoff`): such a deadline is never reached in practice.
-pub(crate) fn deadline_after(now: Instant, d: Duration) -> Instant {
-    now.checked_add(d)
-        .or_else(|| now.checked_add(Duration::from_secs(365 * 86_400)))
-        .unwrap_or(now)
+use mio::{Poll, Waker};
+
+use crate::config::Config;
+use crate::message::Message;
+use crate::stats::Stats;
+use event_loop::{on_loop_thread, EventLoop, WAKER};
+use queue::{Queue, Refused};
+use shared::Shared;
+
+/// A client's running part: the shared state and the event-loop threads.
+///
+/// The threads are spawned when it is made and wait for [`Runtime::start`]
+/// (or [`Runtime::stop`]), so a thread that cannot be spawned is an error
+/// of the build, never a panic of `start`.
+pub(crate) struct Runtime {
+    shared: Arc<Shared>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+impl Runtime {
+    /// Makes the queue and the event loops and spawns their threads, which
+    /// wait for `start`. On failure nothing is left running.
+    pub(crate) fn new(config: Config) -> io::Result<Runtime> {
+        let mut polls = Vec::with_capacity(config.threads);
+        let mut wakers = Vec::with_capacity(config.threads);
+        for _ in 0..config.threads {
+            let poll = Poll::new()?;
+            wakers.push(Waker::new(poll.registry(), WAKER)?);
+            polls.push(poll);
+        }
+        let queue = Queue::new(config.capacity(), wakers);
+        let runtime = Runtime {
+            shared: Arc::new(Shared::new(config, queue)),
+            threads: Mutex::new(Vec::with_capacity(polls.len())),
+        };
+        let cores = if runtime.shared.config.pin_threads {
+            core_affinity::get_core_ids().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        for (id, poll) in polls.into_iter().enumerate() {
+            let event_loop = EventLoop::new(id, poll, Arc::clone(&runtime.shared));
+            let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
+            let batch = runtime.shared.config.batch_scheduling;
+            let spawned = std::thread::Builder::new()
+                .name(format!("notifier-{id}"))
+                .spawn(move || {
+                    if let Some(core) = core {
+                        // Unpinned is the documented fallback when the
+                        // platform refuses.
+                        let _pinned: bool = core_affinity::set_for_current(core);
+                    }
+                    if batch {
+                        // The documented fallback where refused: the
+                        // default policy.
+                        let _batch: bool = sched::batch_current_thread();
+                    }
+                    event_loop.run();
+                });
+            match spawned {
+                Ok(handle) => runtime.lock_threads().push(handle),
+                Err(e) => {
+                    // The loops spawned so far end, never started.
+                    runtime.stop();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(runtime)
+    }
 
-    #[test]
-    fn deadlines_never_overflow() {
-        let now = Instant::now();
-        assert_eq!(
-            deadline_after(now, Duration::from_secs(1)),
-            now + Duration::from_secs(1)
-        );
-        assert!(deadline_after(now, Duration::MAX) > now + Duration::from_secs(86_400));
+    fn lock_threads(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
+        self.threads.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// Lets the loops run; no effect once started or stopped.
+    pub(crate) fn start(&self) {
+        if self.shared.queue.start() {
+            self.shared.queue.wake_all();
+        }
+    }
+
+    pub(crate) fn push(&self, msg: Message) -> Result<(), (Refused, Message)> {
+        self.shared.queue.push(msg)
+    }
+
+    /// Waits until every message accepted before the call has ended, for
+    /// at most `timeout`; whether they all had.
+    pub(crate) fn flush(&self, timeout: Duration) -> bool {
+        let target = self.shared.queue.accepted();
+        let deadline = Instant::now().checked_add(timeout);
+        let done = || {
+            let s = self.stats();
+            s.delivered + s.failed >= target
+        };
+        if done() {
+            return true;
+        }
+        self.shared.queue.add_flush_waiter();
+        let result = loop {
+            if done() {
+                break true;
+            }
+            let now = Instant::now();
+            let left = match deadline {
+                Some(d) if d <= now => break false,
+                Some(d) => d - now,
+                None => Duration::from_secs(1),
+            };
+            // Unparked by the loops as messages finish; the bound only
+            // guards against a missed unpark.
+            std::thread::park_timeout(left.min(Duration::from_millis(50)));
+        };
+        self.shared.queue.remove_flush_waiter();
+        result
+    }
+
+    /// Stops accepting, lets the loops deliver or fail what they hold, and
+    /// joins them (unless called from a loop thread, which must not wait
+    /// for itself). If every loop died, what is left in the queue fails
+    /// here, on the caller's thread.
+    pub(crate) fn stop(&self) {
+        if let Some(d) = self.shared.config.shutdown_timeout {
+            // Set before the state changes, so the loops see it with it.
+            self.shared.set_shutdown_deadline(Instant::now(), d);
+        }
+        self.shared.queue.stop();
+        if on_loop_thread() {
+            return;
+        }
+        for handle in self.lock_threads().drain(..) {
+            // A loop's own panics are caught in the loop; there is nothing
+            // left to report from a join.
+            let _ = handle.join();
+        }
+        if self.shared.all_loops_dead() {
+            event_loop::fail_stranded(&self.shared);
+        }
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        self.shared.stats()
     }
 }

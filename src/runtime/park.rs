@@ -43,22 +43,25 @@
 //!   which real read-modify-writes forbid. On x86 a SeqCst store is the
 //!   same `xchg` instruction.
 
-use super::queue::Padded;
+use crossbeam_utils::CachePadded;
+
 use crate::sync::{fence, AtomicBool, AtomicUsize, Ordering};
 
 /// Parking state of a set of event loops, indexed by loop id.
 #[derive(Debug)]
 pub(crate) struct Parking {
-    parked_count: Padded<AtomicUsize>,
-    flags: Box<[Padded<AtomicBool>]>,
+    parked_count: CachePadded<AtomicUsize>,
+    flags: Box<[CachePadded<AtomicBool>]>,
 }
 
 impl Parking {
     /// Parking state for `loops` event loops, none parked.
     pub(crate) fn new(loops: usize) -> Parking {
         Parking {
-            parked_count: Padded(AtomicUsize::new(0)),
-            flags: (0..loops).map(|_| Padded(AtomicBool::new(false))).collect(),
+            parked_count: CachePadded::new(AtomicUsize::new(0)),
+            flags: (0..loops)
+                .map(|_| CachePadded::new(AtomicBool::new(false)))
+                .collect(),
         }
     }
 
@@ -69,9 +72,9 @@ impl Parking {
     pub(crate) fn park(&self, id: usize, queue_is_empty: impl FnOnce() -> bool) -> bool {
         // A swap and a fence where a store alone would do: see the module
         // docs. The flag is clear here: the loop cleared it, or a producer.
-        let was_parked = self.flags[id].0.swap(true, Ordering::SeqCst);
+        let was_parked = self.flags[id].swap(true, Ordering::SeqCst);
         debug_assert!(!was_parked, "loop {id} parked twice");
-        self.parked_count.0.fetch_add(1, Ordering::SeqCst);
+        self.parked_count.fetch_add(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         if queue_is_empty() {
             return true;
@@ -83,8 +86,8 @@ impl Parking {
     /// Step 3: clears loop `id`'s flag after its poll returned, unless a
     /// producer already did.
     pub(crate) fn unpark(&self, id: usize) {
-        if self.flags[id].0.swap(false, Ordering::SeqCst) {
-            self.parked_count.0.fetch_sub(1, Ordering::SeqCst);
+        if self.flags[id].swap(false, Ordering::SeqCst) {
+            self.parked_count.fetch_sub(1, Ordering::SeqCst);
         }
     }
 
@@ -95,12 +98,12 @@ impl Parking {
     #[must_use]
     pub(crate) fn after_push(&self) -> Option<usize> {
         fence(Ordering::SeqCst);
-        if self.parked_count.0.load(Ordering::SeqCst) == 0 {
+        if self.parked_count.load(Ordering::SeqCst) == 0 {
             return None;
         }
         for (id, flag) in self.flags.iter().enumerate() {
-            if flag.0.load(Ordering::SeqCst) && flag.0.swap(false, Ordering::SeqCst) {
-                self.parked_count.0.fetch_sub(1, Ordering::SeqCst);
+            if flag.load(Ordering::SeqCst) && flag.swap(false, Ordering::SeqCst) {
+                self.parked_count.fetch_sub(1, Ordering::SeqCst);
                 return Some(id);
             }
         }

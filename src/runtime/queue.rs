@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use std::thread::Thread;
 
 use crossbeam_queue::ArrayQueue;
+use crossbeam_utils::CachePadded;
 
 use super::park::Parking;
 use crate::message::Message;
@@ -20,12 +21,6 @@ use crate::message::Message;
 pub(crate) const NEW: u8 = 0;
 pub(crate) const RUNNING: u8 = 1;
 pub(crate) const STOPPING: u8 = 2;
-
-/// Keeps a value on its own cache line so counters written by different
-/// threads do not slow each other down.
-#[derive(Debug, Default)]
-#[repr(align(128))]
-pub(crate) struct Padded<T>(pub(crate) T);
 
 /// Why a message was not enqueued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,10 +44,10 @@ struct Intake {
 pub(crate) struct Queue {
     queue: ArrayQueue<Message>,
     capacity: usize,
-    intake: Padded<Intake>,
-    rejected: Padded<AtomicU64>,
+    intake: CachePadded<Intake>,
+    rejected: CachePadded<AtomicU64>,
     /// `notify` calls that woke a parked loop.
-    wakeups: Padded<AtomicU64>,
+    wakeups: CachePadded<AtomicU64>,
     state: AtomicU8,
     parking: Parking,
     wakers: Box<[mio::Waker]>,
@@ -69,9 +64,9 @@ impl Queue {
             // successful reservation always finds room.
             queue: ArrayQueue::new(capacity),
             capacity,
-            intake: Padded::default(),
-            rejected: Padded::default(),
-            wakeups: Padded::default(),
+            intake: CachePadded::default(),
+            rejected: CachePadded::default(),
+            wakeups: CachePadded::default(),
             state: AtomicU8::new(NEW),
             parking: Parking::new(wakers.len()),
             wakers: wakers.into_boxed_slice(),
@@ -85,30 +80,30 @@ impl Queue {
         // Reserve first, then check the state: `stop` sets the state and
         // then waits for `in_system` to reach zero, so a reservation made
         // while running is always seen by the loops.
-        let before = self.intake.0.in_system.fetch_add(1, Ordering::SeqCst);
+        let before = self.intake.in_system.fetch_add(1, Ordering::SeqCst);
         let state = self.state.load(Ordering::SeqCst);
         if state != RUNNING || before >= self.capacity {
             self.release();
             let why = match state {
                 NEW => Refused::NotStarted,
                 RUNNING => {
-                    self.rejected.0.fetch_add(1, Ordering::Relaxed);
+                    self.rejected.fetch_add(1, Ordering::Relaxed);
                     Refused::Full
                 }
                 _ => Refused::Stopped,
             };
             return Err((why, msg));
         }
-        self.intake.0.accepted.fetch_add(1, Ordering::Relaxed);
+        self.intake.accepted.fetch_add(1, Ordering::Relaxed);
         if let Err(msg) = self.queue.push(msg) {
             // Unreachable while the reservation above bounds the queue;
             // refusing is still better than losing the message.
-            self.intake.0.accepted.fetch_sub(1, Ordering::Relaxed);
+            self.intake.accepted.fetch_sub(1, Ordering::Relaxed);
             self.release();
             return Err((Refused::Full, msg));
         }
         if let Some(id) = self.parking.after_push() {
-            self.wakeups.0.fetch_add(1, Ordering::Relaxed);
+            self.wakeups.fetch_add(1, Ordering::Relaxed);
             wake(&self.wakers[id]);
         }
         Ok(())
@@ -138,7 +133,7 @@ impl Queue {
 
     /// Ends one accepted message's stay in the system.
     pub(crate) fn release(&self) {
-        let before = self.intake.0.in_system.fetch_sub(1, Ordering::SeqCst);
+        let before = self.intake.in_system.fetch_sub(1, Ordering::SeqCst);
         if before == 1 && self.state.load(Ordering::SeqCst) == STOPPING {
             self.wake_all();
         }
@@ -146,7 +141,7 @@ impl Queue {
 
     /// Messages accepted and not yet finished.
     pub(crate) fn in_system(&self) -> usize {
-        self.intake.0.in_system.load(Ordering::SeqCst)
+        self.intake.in_system.load(Ordering::SeqCst)
     }
 
     pub(crate) fn queued(&self) -> usize {
@@ -154,15 +149,15 @@ impl Queue {
     }
 
     pub(crate) fn accepted(&self) -> u64 {
-        self.intake.0.accepted.load(Ordering::SeqCst)
+        self.intake.accepted.load(Ordering::SeqCst)
     }
 
     pub(crate) fn wakeups(&self) -> u64 {
-        self.wakeups.0.load(Ordering::Relaxed)
+        self.wakeups.load(Ordering::Relaxed)
     }
 
     pub(crate) fn rejected(&self) -> u64 {
-        self.rejected.0.load(Ordering::Relaxed)
+        self.rejected.load(Ordering::Relaxed)
     }
 
     pub(crate) fn state(&self) -> u8 {

@@ -1,7 +1,17 @@
 //! One connection slot: at most one keep-alive connection and one request
-//! at a time. The state machine runs Closed → Connecting → Handshaking
-//! (TLS) → Writing → Receiving → Idle (or Closed), driven by socket
-//! readiness and deadlines.
+//! at a time, driven by socket readiness and deadlines through states
+//! named for what they wait for:
+//!
+//! ```text
+//! Closed ─► AwaitConnect ─► AwaitHandshake ─► Send ─► AwaitHead ─► DrainBody ─► Idle
+//!   ▲            │ (next address)                         │ outcome decided  │   │
+//!   └────────────┴──── failure, timeout, close ◄──────────┴──────────────────┘   │
+//!                                      Send ◄── the next message ────────────────┘
+//! ```
+//!
+//! A state carries what it needs: the request under way (the message and
+//! its attempt's deadline) exists only from `AwaitConnect` to `AwaitHead`;
+//! `DrainBody` has its own short deadline, `Idle` its expiry.
 //!
 //! Sockets are registered for both READABLE and WRITABLE once, when they
 //! are opened, and never re-registered: mio is edge-triggered, so a slot
@@ -16,57 +26,56 @@ use std::time::{Duration, Instant, SystemTime};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use crate::builder::Config;
+use crate::config::Config;
 use crate::conn::{Conn, ConnError};
-use crate::error::{Cause, FailureKind, ProtocolError};
+use crate::error::{Cause, Failure, FailureKind, ProtocolError};
 use crate::message::Message;
-use crate::policy::breaker::Ticket;
-use crate::proto::response::{ResponseDecoder, Step, MAX_HEAD};
-use crate::runtime::deadline_after;
-
-/// Automatic re-sends of one attempt after a reused connection turned out
-/// dead before it took any byte (SPEC §3.7a).
-const MAX_RESENDS: u8 = 5;
+use crate::policy::ledger::{Ledger, Record};
+use crate::proto::response::{Head, ResponseDecoder, Step, MAX_HEAD};
+use crate::runtime::shared::deadline_after;
 
 /// A connection idle longer than this is checked for a pending end of
 /// stream (one non-blocking read) before it carries a request. Hot
 /// connections skip the check; cold ones are where servers' keep-alive
 /// timeouts strike, and a request written into a closing connection fails
-/// (§3.7b) rather than being re-sent.
+/// rather than being re-sent.
 const STALE_CHECK_AFTER: Duration = Duration::from_millis(100);
 
-/// First size of a slot's read buffer; it grows up to the head limit.
+/// How long the rest of a response's body may take once its head decided
+/// the outcome. Past it the connection is closed rather than kept: a 2xx
+/// whose body stalls must not hold the slot for the whole `timeout`.
+const DRAIN_LIMIT: Duration = Duration::from_secs(1);
+
+/// First size of a slot's read buffer, allocated on the first response; it
+/// grows up to the head limit.
 const INITIAL_BUFFER: usize = 4096;
 
-/// A message being delivered.
+/// A message being delivered, with its books.
 #[derive(Debug)]
 pub(crate) struct Job {
-    pub(crate) msg: Message,
-    pub(crate) attempts: u32,
-    /// The circuit breaker's admission of the attempt under way.
-    pub(crate) ticket: Option<Ticket>,
-    resends: u8,
+    msg: Message,
+    record: Record,
 }
 
 impl Job {
     pub(crate) fn new(msg: Message) -> Job {
         Job {
             msg,
-            attempts: 0,
-            ticket: None,
-            resends: 0,
+            record: Record::default(),
         }
     }
-}
 
-/// Why an attempt failed.
-#[derive(Debug)]
-pub(crate) struct Failure {
-    pub(crate) kind: FailureKind,
-    pub(crate) status: Option<u16>,
-    pub(crate) cause: Cause,
-    /// The wait a 5xx's `Retry-After` asked for.
-    pub(crate) retry_after: Option<Duration>,
+    pub(crate) fn record(&mut self) -> &mut Record {
+        &mut self.record
+    }
+
+    pub(crate) fn attempts(&self) -> u32 {
+        self.record.attempts()
+    }
+
+    pub(crate) fn into_message(self) -> Message {
+        self.msg
+    }
 }
 
 /// A job whose attempt ended.
@@ -80,24 +89,74 @@ pub(crate) struct Finished {
 pub(crate) struct Ctx<'a> {
     pub(crate) registry: &'a Registry,
     pub(crate) config: &'a Config,
+    pub(crate) ledger: &'a Ledger,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A request under way: the message and its attempt's deadline (`None`:
+/// too far to represent, so none).
+#[derive(Debug)]
+struct Exchange {
+    job: Job,
+    deadline: Option<Instant>,
+}
+
+#[derive(Debug)]
 enum Phase {
     /// No connection.
     Closed,
-    /// Non-blocking connect under way to `addrs[next_addr - 1]`.
-    Connecting,
-    /// TLS handshake under way (passed at once over plain TCP).
-    Handshaking,
-    /// Writing the request; `written` bytes of it are taken.
-    Writing,
-    /// Reading the response. With a job: waiting for the head. Without
-    /// one: the outcome is decided and the body is read to keep the
-    /// connection.
-    Receiving,
-    /// Connected, no request; watched for EOF and stray bytes.
-    Idle,
+    /// A non-blocking connect under way to `addrs[next - 1]`; the others
+    /// from `next` on are tried if it fails.
+    AwaitConnect {
+        exchange: Exchange,
+        addrs: Vec<SocketAddr>,
+        next: usize,
+    },
+    /// The TLS handshake under way (passed at once over plain TCP).
+    AwaitHandshake { exchange: Exchange },
+    /// Writing the request: `written` bytes of it taken so far;
+    /// `sent_before` is the connection's byte count when it began, unchanged
+    /// while the kernel has taken none of it.
+    Send {
+        exchange: Exchange,
+        written: usize,
+        sent_before: u64,
+    },
+    /// The request is written; reading until the head decides the outcome.
+    AwaitHead {
+        exchange: Exchange,
+        decoder: ResponseDecoder,
+    },
+    /// The outcome is decided; reading the rest of the body to keep the
+    /// connection, until `until`.
+    DrainBody {
+        decoder: ResponseDecoder,
+        until: Option<Instant>,
+    },
+    /// Connected, no request; watched for EOF and stray bytes, closed at
+    /// `until`.
+    Idle {
+        since: Instant,
+        until: Option<Instant>,
+    },
+}
+
+/// Whether a state handler made progress worth continuing.
+enum Flow {
+    Continue,
+    Wait,
+}
+
+/// What reading and decoding produced.
+enum Next {
+    Head(Head),
+    Done {
+        reuse: bool,
+    },
+    /// Nothing more until the next event.
+    Wait,
+    Eof,
+    Failed(Cause),
+    Invalid(ProtocolError),
 }
 
 /// One connection slot.
@@ -105,37 +164,26 @@ enum Phase {
 pub(crate) struct Slot {
     token: Token,
     phase: Phase,
+    /// Present in every phase but `Closed`.
     conn: Option<Conn>,
-    job: Option<Job>,
-    /// Attempt deadline while a request is under way; idle expiry while idle.
-    deadline: Option<Instant>,
     /// The connection has carried a complete exchange before.
     reused: bool,
-    /// When the connection last became idle.
-    idle_since: Instant,
+    /// How long the connection may sit idle: the configured limit, lowered
+    /// by the server's `Keep-Alive` hint.
+    idle_limit: Duration,
     /// An event reported the peer's end of stream: read to EOF even after
     /// a short read.
     read_closed: bool,
-    idle_limit: Duration,
-    written: usize,
-    /// `conn.sent()` when the request began: unchanged while the kernel
-    /// has taken no byte of it.
-    sent_before: u64,
-    decoder: ResponseDecoder,
+    /// A read during this event emptied the socket (a short plain-TCP
+    /// read): the next bytes bring a new event, so do not read again.
+    drained: bool,
+    /// The attempt that ended during this event, for the loop to book.
+    finished: Option<Finished>,
+    /// Response bytes read and not yet consumed: `buf[start..end]`. Empty
+    /// until the slot's first response.
     buf: Vec<u8>,
     start: usize,
     end: usize,
-    addrs: Vec<SocketAddr>,
-    next_addr: usize,
-}
-
-fn fail(kind: FailureKind, status: Option<u16>, cause: Cause) -> Result<(), Failure> {
-    Err(Failure {
-        kind,
-        status,
-        cause,
-        retry_after: None,
-    })
 }
 
 impl Slot {
@@ -144,67 +192,56 @@ impl Slot {
             token,
             phase: Phase::Closed,
             conn: None,
-            job: None,
-            deadline: None,
             reused: false,
-            idle_since: Instant::now(),
-            read_closed: false,
             idle_limit: Duration::ZERO,
-            written: 0,
-            sent_before: 0,
-            decoder: ResponseDecoder::default(),
-            buf: vec![0; INITIAL_BUFFER],
+            read_closed: false,
+            drained: false,
+            finished: None,
+            buf: Vec::new(),
             start: 0,
             end: 0,
-            addrs: Vec::new(),
-            next_addr: 0,
         }
     }
 
     /// Whether the slot can take a message now.
     pub(crate) fn is_free(&self) -> bool {
-        matches!(self.phase, Phase::Closed | Phase::Idle)
+        matches!(self.phase, Phase::Closed | Phase::Idle { .. })
     }
 
     /// Whether the slot holds an open, unused connection.
     pub(crate) fn is_idle(&self) -> bool {
-        self.phase == Phase::Idle
+        matches!(self.phase, Phase::Idle { .. })
     }
 
+    /// When the slot must act without an event: the attempt's deadline,
+    /// the end of a body's drain, or an idle connection's expiry.
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        self.deadline
+        match &self.phase {
+            Phase::Closed => None,
+            Phase::AwaitConnect { exchange, .. }
+            | Phase::AwaitHandshake { exchange }
+            | Phase::Send { exchange, .. }
+            | Phase::AwaitHead { exchange, .. } => exchange.deadline,
+            Phase::DrainBody { until, .. } | Phase::Idle { until, .. } => *until,
+        }
     }
 
-    /// Starts the attempt `job` was admitted for (its `attempts` already
-    /// count it). The slot must be free.
+    /// Starts the attempt `job` was admitted for. The slot must be free.
     pub(crate) fn assign(&mut self, job: Job, ctx: &Ctx<'_>, now: Instant) -> Option<Finished> {
-        debug_assert!(self.is_free() && self.job.is_none());
-        self.job = Some(job);
-        self.deadline = Some(deadline_after(now, ctx.config.timeout));
-        if self.phase == Phase::Idle && self.still_open(ctx, now) {
-            self.begin_request();
-            return self.progress(ctx, now);
-        }
-        self.connect(ctx)
-    }
-
-    /// Whether an idle connection can carry a request: a cold one must not
-    /// have an end of stream (or stray bytes) waiting whose event the loop
-    /// has not handled yet.
-    fn still_open(&mut self, ctx: &Ctx<'_>, now: Instant) -> bool {
-        if now.saturating_duration_since(self.idle_since) < STALE_CHECK_AFTER {
-            return true;
-        }
-        let Some(conn) = self.conn.as_mut() else {
-            return false;
+        debug_assert!(self.is_free());
+        let exchange = Exchange {
+            job,
+            deadline: deadline_after(now, ctx.config.timeout),
         };
-        match conn.read(&mut self.buf) {
-            Err(ConnError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => true,
-            _ => {
-                self.close(ctx.registry);
-                false
+        match std::mem::replace(&mut self.phase, Phase::Closed) {
+            Phase::Idle { since, .. } if self.still_open(ctx, now, since) => {
+                self.begin_request(exchange);
+                self.drained = false;
+                self.drive(ctx, now);
             }
+            _ => self.connect(ctx, exchange),
         }
+        self.finished.take()
     }
 
     /// Makes what progress the socket allows; `read_closed` when the event
@@ -216,26 +253,45 @@ impl Slot {
         read_closed: bool,
     ) -> Option<Finished> {
         self.read_closed |= read_closed;
-        self.progress(ctx, now)
+        self.drained = false;
+        self.drive(ctx, now);
+        self.finished.take()
     }
 
-    /// Acts on a passed deadline: the attempt times out, an idle
-    /// connection is closed.
-    pub(crate) fn expire(&mut self, ctx: &Ctx<'_>) -> Option<Finished> {
+    /// Acts on a passed deadline: the attempt times out; a body's drain or
+    /// an idle connection ends with its connection.
+    pub(crate) fn expire(&mut self, ctx: &Ctx<'_>, _now: Instant) -> Option<Finished> {
+        let phase = std::mem::replace(&mut self.phase, Phase::Closed);
         self.close(ctx.registry);
-        self.deadline = None;
-        self.end_job(fail(FailureKind::Timeout, None, Cause::None))
+        match phase {
+            Phase::AwaitConnect { exchange, .. }
+            | Phase::AwaitHandshake { exchange }
+            | Phase::Send { exchange, .. }
+            | Phase::AwaitHead { exchange, .. } => Some(Finished {
+                job: exchange.job,
+                result: Err(Failure::of(FailureKind::Timeout)),
+            }),
+            Phase::Closed | Phase::DrainBody { .. } | Phase::Idle { .. } => None,
+        }
     }
 
-    /// Gives up the attempt under way (shutdown), closing its connection.
-    pub(crate) fn abandon(&mut self, ctx: &Ctx<'_>) -> Option<Job> {
-        let job = self.job.take()?;
-        self.close(ctx.registry);
-        self.deadline = None;
+    /// Gives up the attempt under way, if any, closing its connection.
+    pub(crate) fn abandon(&mut self, registry: &Registry) -> Option<Job> {
+        let job = match std::mem::replace(&mut self.phase, Phase::Closed) {
+            Phase::AwaitConnect { exchange, .. }
+            | Phase::AwaitHandshake { exchange }
+            | Phase::Send { exchange, .. }
+            | Phase::AwaitHead { exchange, .. } => exchange.job,
+            other => {
+                self.phase = other;
+                return None;
+            }
+        };
+        self.close(registry);
         Some(job)
     }
 
-    /// Closes the connection, if any.
+    /// Closes the connection, if any; the slot is `Closed`.
     pub(crate) fn close(&mut self, registry: &Registry) {
         if let Some(conn) = self.conn.take() {
             conn.close(registry);
@@ -246,40 +302,89 @@ impl Slot {
         self.end = 0;
     }
 
-    fn end_job(&mut self, result: Result<(), Failure>) -> Option<Finished> {
-        let job = self.job.take()?;
-        if self.phase != Phase::Receiving {
-            self.deadline = None;
+    /// Ends the attempt under way, for the loop to book.
+    fn finish(&mut self, job: Job, result: Result<(), Failure>) {
+        debug_assert!(self.finished.is_none(), "one attempt per slot");
+        self.finished = Some(Finished { job, result });
+    }
+
+    /// Ends the attempt under way with a failure and closes the connection.
+    fn fail(&mut self, ctx: &Ctx<'_>, exchange: Exchange, failure: Failure) -> Flow {
+        self.close(ctx.registry);
+        self.finish(exchange.job, Err(failure));
+        Flow::Wait
+    }
+
+    /// Whether an idle connection can carry a request: a cold one must not
+    /// have an end of stream (or stray bytes) waiting whose event the loop
+    /// has not handled yet.
+    fn still_open(&mut self, ctx: &Ctx<'_>, now: Instant, since: Instant) -> bool {
+        if now.saturating_duration_since(since) < STALE_CHECK_AFTER {
+            return true;
         }
-        Some(Finished { job, result })
+        if self.idle_read_would_block() {
+            return true;
+        }
+        self.close(ctx.registry);
+        false
     }
 
-    fn begin_request(&mut self) {
-        self.phase = Phase::Writing;
-        self.written = 0;
-        self.sent_before = self.conn.as_ref().map_or(0, Conn::sent);
-        self.decoder = ResponseDecoder::default();
+    /// One read of an idle connection: whether it had nothing to say. EOF,
+    /// `close_notify`, an error, or bytes nobody asked for all mean the
+    /// connection cannot carry another request.
+    fn idle_read_would_block(&mut self) -> bool {
+        let Some(conn) = self.conn.as_mut() else {
+            return false;
+        };
+        let mut scratch = [0u8; 64];
+        loop {
+            match conn.read(&mut scratch) {
+                Err(ConnError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(ConnError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                _ => return false,
+            }
+        }
     }
 
-    fn connect(&mut self, ctx: &Ctx<'_>) -> Option<Finished> {
+    fn begin_request(&mut self, exchange: Exchange) {
+        self.phase = Phase::Send {
+            exchange,
+            written: 0,
+            sent_before: self.conn.as_ref().map_or(0, Conn::sent),
+        };
+    }
+
+    /// Opens a fresh connection for `exchange`.
+    fn connect(&mut self, ctx: &Ctx<'_>, exchange: Exchange) {
         self.close(ctx.registry);
         self.reused = false;
         self.idle_limit = ctx.config.idle_timeout;
         match ctx.config.endpoint.resolve() {
             Ok(addrs) => {
-                self.addrs = addrs;
-                self.next_addr = 0;
-                self.connect_next(ctx, None)
+                self.connect_next(ctx, exchange, addrs, 0, None);
             }
-            Err(e) => self.end_job(fail(FailureKind::Connect, None, Cause::Io(e))),
+            Err(e) => {
+                self.fail(
+                    ctx,
+                    exchange,
+                    Failure::caused(FailureKind::Connect, Cause::Io(e)),
+                );
+            }
         }
     }
 
-    /// Tries the remaining resolved addresses in order.
-    fn connect_next(&mut self, ctx: &Ctx<'_>, mut last: Option<io::Error>) -> Option<Finished> {
+    /// Tries the addresses from `next` on, in order.
+    fn connect_next(
+        &mut self,
+        ctx: &Ctx<'_>,
+        exchange: Exchange,
+        addrs: Vec<SocketAddr>,
+        mut next: usize,
+        mut last: Option<io::Error>,
+    ) -> Flow {
         self.close(ctx.registry);
-        while let Some(&addr) = self.addrs.get(self.next_addr) {
-            self.next_addr += 1;
+        while let Some(&addr) = addrs.get(next) {
+            next += 1;
             let opened = TcpStream::connect(addr).and_then(|mut stream| {
                 ctx.registry
                     .register(
@@ -300,246 +405,353 @@ impl Slot {
                 None => Conn::plain(stream),
                 Some(tls) => match Conn::tls(stream, tls.config.clone(), tls.name.clone()) {
                     Ok(conn) => conn,
-                    Err(e) => return self.end_job(fail(FailureKind::Tls, None, Cause::Tls(e))),
+                    Err(e) => {
+                        let failure = Failure::caused(FailureKind::Tls, Cause::Tls(e));
+                        return self.fail(ctx, exchange, failure);
+                    }
                 },
             };
             self.conn = Some(conn);
-            self.phase = Phase::Connecting;
-            return None;
+            self.phase = Phase::AwaitConnect {
+                exchange,
+                addrs,
+                next,
+            };
+            return Flow::Wait;
         }
         let e = last.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"));
-        self.end_job(fail(FailureKind::Connect, None, Cause::Io(e)))
+        self.fail(
+            ctx,
+            exchange,
+            Failure::caused(FailureKind::Connect, Cause::Io(e)),
+        )
+    }
+
+    /// Runs the state machine until it waits for an event.
+    fn drive(&mut self, ctx: &Ctx<'_>, now: Instant) {
+        while let Flow::Continue = self.step(ctx, now) {}
+    }
+
+    fn step(&mut self, ctx: &Ctx<'_>, now: Instant) -> Flow {
+        if self.conn.is_none() {
+            return Flow::Wait;
+        }
+        match std::mem::replace(&mut self.phase, Phase::Closed) {
+            Phase::Closed => Flow::Wait,
+            Phase::AwaitConnect {
+                exchange,
+                addrs,
+                next,
+            } => self.on_connect(ctx, exchange, addrs, next),
+            Phase::AwaitHandshake { exchange } => self.on_handshake(ctx, exchange),
+            Phase::Send {
+                exchange,
+                written,
+                sent_before,
+            } => self.on_send(ctx, exchange, written, sent_before),
+            Phase::AwaitHead { exchange, decoder } => self.on_head(ctx, now, exchange, decoder),
+            Phase::DrainBody { decoder, until } => self.on_drain(ctx, now, decoder, until),
+            Phase::Idle { since, until } => self.on_idle(ctx, since, until),
+        }
+    }
+
+    fn on_connect(
+        &mut self,
+        ctx: &Ctx<'_>,
+        exchange: Exchange,
+        addrs: Vec<SocketAddr>,
+        next: usize,
+    ) -> Flow {
+        let Some(stream) = self.conn.as_mut().map(Conn::stream) else {
+            return Flow::Wait;
+        };
+        match stream.take_error() {
+            Ok(None) => {}
+            Ok(Some(e)) | Err(e) => return self.connect_next(ctx, exchange, addrs, next, Some(e)),
+        }
+        match stream.peer_addr() {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                self.phase = Phase::AwaitConnect {
+                    exchange,
+                    addrs,
+                    next,
+                };
+                return Flow::Wait;
+            }
+            Err(e) => return self.connect_next(ctx, exchange, addrs, next, Some(e)),
+        }
+        // Small requests must not wait for Nagle's algorithm; a failure
+        // here only costs latency.
+        let _: io::Result<()> = stream.set_nodelay(true);
+        self.phase = Phase::AwaitHandshake { exchange };
+        Flow::Continue
+    }
+
+    fn on_handshake(&mut self, ctx: &Ctx<'_>, exchange: Exchange) -> Flow {
+        let Some(conn) = self.conn.as_mut() else {
+            return Flow::Wait;
+        };
+        match conn.handshake() {
+            Ok(true) => {
+                self.begin_request(exchange);
+                Flow::Continue
+            }
+            Ok(false) => {
+                self.phase = Phase::AwaitHandshake { exchange };
+                Flow::Wait
+            }
+            Err(ConnError::Tls(e)) => self.fail(
+                ctx,
+                exchange,
+                Failure::caused(FailureKind::Tls, Cause::Tls(e)),
+            ),
+            Err(ConnError::Io(e)) => self.fail(
+                ctx,
+                exchange,
+                Failure::caused(FailureKind::Io, Cause::Io(e)),
+            ),
+        }
+    }
+
+    fn on_send(
+        &mut self,
+        ctx: &Ctx<'_>,
+        exchange: Exchange,
+        mut written: usize,
+        sent_before: u64,
+    ) -> Flow {
+        let Some(conn) = self.conn.as_mut() else {
+            return Flow::Wait;
+        };
+        let head = ctx.config.encoder.head(exchange.job.msg.len());
+        let request = head.with_body(&exchange.job.msg);
+        while written < request.len() {
+            match conn.write(&request, written) {
+                Ok(0) => {
+                    let e = io::ErrorKind::WriteZero.into();
+                    return self.write_failed(ctx, exchange, sent_before, e);
+                }
+                Ok(k) => written += k,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.phase = Phase::Send {
+                        exchange,
+                        written,
+                        sent_before,
+                    };
+                    return Flow::Wait;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return self.write_failed(ctx, exchange, sent_before, e),
+            }
+        }
+        match conn.flush() {
+            // The response cannot be there yet: wait for its readable
+            // event instead of a read that would block.
+            Ok(true) => {
+                self.phase = Phase::AwaitHead {
+                    exchange,
+                    decoder: ResponseDecoder::default(),
+                };
+                Flow::Wait
+            }
+            Ok(false) => {
+                self.phase = Phase::Send {
+                    exchange,
+                    written,
+                    sent_before,
+                };
+                Flow::Wait
+            }
+            Err(e) => self.write_failed(ctx, exchange, sent_before, e),
+        }
     }
 
     /// A write failed before the response. On a reused connection that took
-    /// no byte of this request, the server closed it while it sat idle:
-    /// send again on a fresh connection without counting an attempt.
-    fn write_failed(&mut self, ctx: &Ctx<'_>, e: io::Error) -> Option<Finished> {
-        let untouched = self.conn.as_ref().map_or(0, Conn::sent) == self.sent_before;
-        let resend =
-            untouched && self.reused && self.job.as_ref().is_some_and(|j| j.resends < MAX_RESENDS);
-        self.close(ctx.registry);
-        if resend {
-            if let Some(job) = self.job.as_mut() {
-                job.resends += 1;
-            }
-            return self.connect(ctx);
+    /// no byte of this request, the server closed it while it sat idle and
+    /// never saw the request: the ledger may let it be sent again on a
+    /// fresh connection without counting an attempt.
+    fn write_failed(
+        &mut self,
+        ctx: &Ctx<'_>,
+        mut exchange: Exchange,
+        sent_before: u64,
+        e: io::Error,
+    ) -> Flow {
+        let untouched = self.conn.as_ref().map_or(0, Conn::sent) == sent_before;
+        if untouched && self.reused && ctx.ledger.may_resend(exchange.job.record()) {
+            self.connect(ctx, exchange);
+            return Flow::Wait;
         }
-        self.end_job(fail(FailureKind::Io, None, Cause::Io(e)))
+        self.fail(
+            ctx,
+            exchange,
+            Failure::caused(FailureKind::Io, Cause::Io(e)),
+        )
     }
 
-    fn progress(&mut self, ctx: &Ctx<'_>, now: Instant) -> Option<Finished> {
-        loop {
-            let conn = self.conn.as_mut()?;
-            match self.phase {
-                Phase::Closed => return None,
-                Phase::Connecting => {
-                    let stream = conn.stream();
-                    match stream.take_error() {
-                        Ok(None) => {}
-                        Ok(Some(e)) | Err(e) => return self.connect_next(ctx, Some(e)),
-                    }
-                    match stream.peer_addr() {
-                        Ok(_) => {}
-                        Err(e) if e.kind() == io::ErrorKind::NotConnected => return None,
-                        Err(e) => return self.connect_next(ctx, Some(e)),
-                    }
-                    // Small requests must not wait for Nagle's algorithm; a
-                    // failure here only costs latency.
-                    let _: io::Result<()> = stream.set_nodelay(true);
-                    self.phase = Phase::Handshaking;
-                }
-                Phase::Handshaking => match conn.handshake() {
-                    Ok(true) => self.begin_request(),
-                    Ok(false) => return None,
-                    Err(e) => {
-                        self.close(ctx.registry);
-                        let result = match e {
-                            ConnError::Tls(e) => fail(FailureKind::Tls, None, Cause::Tls(e)),
-                            ConnError::Io(e) => fail(FailureKind::Io, None, Cause::Io(e)),
-                        };
-                        return self.end_job(result);
-                    }
-                },
-                Phase::Writing => {
-                    let Some(job) = self.job.as_ref() else {
-                        self.close(ctx.registry);
-                        return None;
-                    };
-                    let head = ctx.config.encoder.head(job.msg.len());
-                    let request = head.with_body(&job.msg);
-                    if self.written < request.len() {
-                        match conn.write(&request, self.written) {
-                            Ok(0) => {
-                                return self.write_failed(ctx, io::ErrorKind::WriteZero.into())
-                            }
-                            Ok(k) => self.written += k,
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
-                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                            Err(e) => return self.write_failed(ctx, e),
-                        }
-                        continue;
-                    }
-                    match conn.flush() {
-                        // The response cannot be there yet: wait for its
-                        // readable event instead of a read that would block.
-                        Ok(true) => {
-                            self.phase = Phase::Receiving;
-                            return None;
-                        }
-                        Ok(false) => return None,
-                        Err(e) => return self.write_failed(ctx, e),
-                    }
-                }
-                Phase::Receiving => return self.receive(ctx, now),
-                Phase::Idle => match conn.read(&mut self.buf) {
-                    Err(ConnError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return None,
-                    Err(ConnError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                    // EOF, close_notify, an error, or bytes nobody asked
-                    // for: the connection cannot carry another request.
-                    _ => {
-                        self.close(ctx.registry);
-                        self.deadline = None;
-                        return None;
-                    }
-                },
+    fn on_head(
+        &mut self,
+        ctx: &Ctx<'_>,
+        now: Instant,
+        exchange: Exchange,
+        mut decoder: ResponseDecoder,
+    ) -> Flow {
+        match self.decode(&mut decoder) {
+            Next::Wait => {
+                self.phase = Phase::AwaitHead { exchange, decoder };
+                Flow::Wait
             }
-        }
-    }
-
-    /// Reads and decodes until the socket would block or the response ends.
-    fn receive(&mut self, ctx: &Ctx<'_>, now: Instant) -> Option<Finished> {
-        let mut finished = None;
-        loop {
-            if !self.make_room() {
-                let result = fail(
-                    FailureKind::Protocol,
-                    None,
-                    Cause::Protocol(ProtocolError::HeadTooLarge),
+            Next::Head(head) => {
+                if let Some(secs) = head.keep_alive_secs {
+                    let hint = Duration::from_secs(secs.saturating_sub(1));
+                    self.idle_limit = self.idle_limit.min(hint);
+                }
+                let result = match head.status {
+                    200..=299 => Ok(()),
+                    status => {
+                        let asked = head.retry_after.map(|r| r.delay(SystemTime::now()));
+                        Err(Failure::status(status, asked))
+                    }
+                };
+                self.finish(exchange.job, result);
+                let drain_by = deadline_after(now, DRAIN_LIMIT);
+                let until = match (exchange.deadline, drain_by) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                self.phase = Phase::DrainBody { decoder, until };
+                Flow::Continue
+            }
+            // The decoder produces a head before it can be done.
+            Next::Done { .. } => {
+                let cut = Cause::Protocol(ProtocolError::Truncated);
+                self.fail(ctx, exchange, Failure::caused(FailureKind::Protocol, cut))
+            }
+            // Cut short before the head: before its first byte (the
+            // server may have acted on the request: a retryable I/O
+            // failure, never re-sent automatically) or inside it.
+            Next::Eof if decoder.started() => {
+                let cut = Cause::Protocol(ProtocolError::Truncated);
+                self.fail(ctx, exchange, Failure::caused(FailureKind::Protocol, cut))
+            }
+            Next::Eof => {
+                let e = io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "connection closed before any response byte",
                 );
-                self.close(ctx.registry);
-                return finished.or_else(|| self.end_job(result));
+                self.fail(
+                    ctx,
+                    exchange,
+                    Failure::caused(FailureKind::Io, Cause::Io(e)),
+                )
             }
-            let Some(conn) = self.conn.as_mut() else {
-                return finished;
-            };
-            let short_read_drains = conn.short_read_drains();
-            let n = match conn.read(&mut self.buf[self.end..]) {
-                Ok(0) => {
-                    let at_eof = self.eof(ctx);
-                    return finished.or(at_eof);
-                }
-                Ok(n) => n,
-                Err(ConnError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return finished,
-                Err(ConnError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // A TLS stream cut without close_notify ends like an EOF:
-                // what it cut short is not complete, whatever it claims.
-                Err(ConnError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    let at_eof = self.eof(ctx);
-                    return finished.or(at_eof);
-                }
-                Err(e) => {
-                    self.close(ctx.registry);
-                    let cause = match e {
-                        ConnError::Io(e) => Cause::Io(e),
-                        ConnError::Tls(e) => Cause::Tls(e),
-                    };
-                    return finished.or_else(|| self.end_job(fail(FailureKind::Io, None, cause)));
-                }
-            };
-            self.end += n;
-            let drained = short_read_drains && self.end < self.buf.len();
-            loop {
-                match self.decoder.decode(&self.buf[self.start..self.end]) {
-                    Err(e) => {
-                        self.close(ctx.registry);
-                        let result = fail(FailureKind::Protocol, None, Cause::Protocol(e));
-                        return finished.or_else(|| self.end_job(result));
-                    }
-                    Ok((used, step)) => {
-                        self.start += used;
-                        match step {
-                            Step::NeedMore if used > 0 && self.start < self.end => {}
-                            Step::NeedMore => break,
-                            Step::Head(head) => {
-                                if let Some(secs) = head.keep_alive_secs {
-                                    let hint = Duration::from_secs(secs.saturating_sub(1));
-                                    self.idle_limit = self.idle_limit.min(hint);
-                                }
-                                let result = match head.status {
-                                    200..=299 => Ok(()),
-                                    status => Err(Failure {
-                                        kind: FailureKind::Status,
-                                        status: Some(status),
-                                        cause: Cause::None,
-                                        // Only a 5xx's Retry-After is heeded.
-                                        retry_after: head
-                                            .retry_after
-                                            .filter(|_| status >= 500)
-                                            .map(|r| r.delay(SystemTime::now())),
-                                    }),
-                                };
-                                finished = self.end_job(result);
-                            }
-                            Step::Done { reuse } => {
-                                let clean = self.start == self.end;
-                                // A peer end of stream that came with the last bytes brings no
-                                // further event: such a connection is not kept.
-                                if reuse && clean && !self.read_closed && !self.idle_limit.is_zero()
-                                {
-                                    self.phase = Phase::Idle;
-                                    self.idle_since = now;
-                                    self.reused = true;
-                                    self.deadline = Some(deadline_after(now, self.idle_limit));
-                                    self.start = 0;
-                                    self.end = 0;
-                                } else {
-                                    self.close(ctx.registry);
-                                    self.deadline = None;
-                                }
-                                return finished;
-                            }
-                        }
+            Next::Failed(cause) => {
+                self.fail(ctx, exchange, Failure::caused(FailureKind::Io, cause))
+            }
+            Next::Invalid(e) => {
+                let cause = Cause::Protocol(e);
+                self.fail(ctx, exchange, Failure::caused(FailureKind::Protocol, cause))
+            }
+        }
+    }
+
+    /// The outcome is booked; what is left of the response only decides
+    /// whether the connection is kept.
+    fn on_drain(
+        &mut self,
+        ctx: &Ctx<'_>,
+        now: Instant,
+        mut decoder: ResponseDecoder,
+        until: Option<Instant>,
+    ) -> Flow {
+        match self.decode(&mut decoder) {
+            Next::Wait => {
+                self.phase = Phase::DrainBody { decoder, until };
+            }
+            // A peer end of stream that came with the last bytes brings no
+            // further event: such a connection is not kept.
+            Next::Done { reuse }
+                if reuse
+                    && self.start == self.end
+                    && !self.read_closed
+                    && !self.idle_limit.is_zero() =>
+            {
+                self.reused = true;
+                self.start = 0;
+                self.end = 0;
+                self.phase = Phase::Idle {
+                    since: now,
+                    until: deadline_after(now, self.idle_limit),
+                };
+            }
+            // Not reusable, bytes past the response, a body that broke its
+            // framing or ran to the close: the connection ends, the
+            // outcome stands.
+            Next::Done { .. } | Next::Head(_) | Next::Eof | Next::Failed(_) | Next::Invalid(_) => {
+                self.close(ctx.registry)
+            }
+        }
+        Flow::Wait
+    }
+
+    fn on_idle(&mut self, ctx: &Ctx<'_>, since: Instant, until: Option<Instant>) -> Flow {
+        if self.idle_read_would_block() {
+            self.phase = Phase::Idle { since, until };
+        } else {
+            self.close(ctx.registry);
+        }
+        Flow::Wait
+    }
+
+    /// Decodes what the buffer holds, reading more while the decoder needs
+    /// it and the socket has it, until the decoder produces a head or the
+    /// response's end.
+    fn decode(&mut self, decoder: &mut ResponseDecoder) -> Next {
+        loop {
+            match decoder.decode(&self.buf[self.start..self.end]) {
+                Err(e) => return Next::Invalid(e),
+                Ok((used, step)) => {
+                    self.start += used;
+                    match step {
+                        Step::Head(head) => return Next::Head(head),
+                        Step::Done { reuse } => return Next::Done { reuse },
+                        Step::NeedMore => {}
                     }
                 }
             }
-            if drained && !self.read_closed {
+            if self.drained && !self.read_closed {
                 // A short read emptied the socket; the next bytes bring a
                 // new edge. An end of stream that came with the bytes
                 // brings none, hence `read_closed`.
-                return finished;
+                return Next::Wait;
+            }
+            if !self.make_room() {
+                return Next::Invalid(ProtocolError::HeadTooLarge);
+            }
+            let Some(conn) = self.conn.as_mut() else {
+                return Next::Eof;
+            };
+            let short_read_drains = conn.short_read_drains();
+            match conn.read(&mut self.buf[self.end..]) {
+                Ok(0) => return Next::Eof,
+                Ok(n) => {
+                    self.end += n;
+                    self.drained = short_read_drains && self.end < self.buf.len();
+                }
+                Err(ConnError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Next::Wait
+                }
+                Err(ConnError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                // A TLS stream cut without close_notify ends like an EOF:
+                // what it cut short is not complete, whatever it claims.
+                Err(ConnError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    return Next::Eof
+                }
+                Err(ConnError::Io(e)) => return Next::Failed(Cause::Io(e)),
+                Err(ConnError::Tls(e)) => return Next::Failed(Cause::Tls(e)),
             }
         }
-    }
-
-    /// The server closed the connection during the response.
-    fn eof(&mut self, ctx: &Ctx<'_>) -> Option<Finished> {
-        self.close(ctx.registry);
-        if self.job.is_none() {
-            // The head decided the outcome (a body read to the close ends
-            // here); only the connection ends.
-            self.deadline = None;
-            return None;
-        }
-        // With the job still here no head was decoded, so the response is
-        // cut short: before its first byte (§3.7b) or inside its head.
-        let result = if self.decoder.started() {
-            fail(
-                FailureKind::Protocol,
-                None,
-                Cause::Protocol(ProtocolError::Truncated),
-            )
-        } else {
-            fail(
-                FailureKind::Io,
-                None,
-                Cause::Io(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "connection closed before any response byte",
-                )),
-            )
-        };
-        self.end_job(result)
     }
 
     /// Ensures free space after `end`; false when a head fills the limit.
@@ -547,6 +759,9 @@ impl Slot {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
+        }
+        if self.buf.is_empty() {
+            self.buf.resize(INITIAL_BUFFER, 0);
         }
         if self.end < self.buf.len() {
             return true;

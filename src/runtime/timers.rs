@@ -9,7 +9,8 @@ use std::time::Instant;
 use crate::runtime::slot::Job;
 
 struct Waiting {
-    at: Instant,
+    /// `None`: a wait too long to represent, never due.
+    at: Option<Instant>,
     /// Breaks ties in arrival order.
     seq: u64,
     job: Job,
@@ -31,7 +32,8 @@ impl PartialOrd for Waiting {
 
 impl Ord for Waiting {
     fn cmp(&self, other: &Self) -> Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
+        // Never-due waits sort after every due time.
+        (self.at.is_none(), self.at, self.seq).cmp(&(other.at.is_none(), other.at, other.seq))
     }
 }
 
@@ -43,7 +45,9 @@ pub(crate) struct RetryTimers {
 }
 
 impl RetryTimers {
-    pub(crate) fn push(&mut self, at: Instant, job: Job) {
+    /// Queues `job` to be retried at `at` (`None`: never due, ended only
+    /// by shutdown or an open circuit).
+    pub(crate) fn push(&mut self, at: Option<Instant>, job: Job) {
         self.seq += 1;
         self.heap.push(Reverse(Waiting {
             at,
@@ -54,7 +58,7 @@ impl RetryTimers {
 
     /// The earliest due time.
     pub(crate) fn next_due(&self) -> Option<Instant> {
-        self.heap.peek().map(|w| w.0.at)
+        self.heap.peek().and_then(|w| w.0.at)
     }
 
     /// The earliest retry, if it is due at `now`.
@@ -82,21 +86,22 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn due_retries_come_out_in_time_order() {
+    fn due_retries_come_out_in_time_order_and_never_due_ones_last() {
         let t0 = Instant::now();
         let mut timers = RetryTimers::default();
         for (ms, body) in [(30, "c"), (10, "a"), (20, "b"), (10, "a2")] {
             timers.push(
-                t0 + Duration::from_millis(ms),
+                Some(t0 + Duration::from_millis(ms)),
                 Job::new(Message::from(body)),
             );
         }
+        timers.push(None, Job::new(Message::from("never")));
         assert_eq!(timers.next_due(), Some(t0 + Duration::from_millis(10)));
         assert!(timers.pop_due(t0).is_none(), "nothing is due yet");
         let due = |timers: &mut RetryTimers, ms| {
             timers
                 .pop_due(t0 + Duration::from_millis(ms))
-                .map(|j| j.msg.into_vec())
+                .map(|j| j.into_message().into_vec())
         };
         assert_eq!(due(&mut timers, 15), Some(b"a".to_vec()));
         assert_eq!(
@@ -106,7 +111,16 @@ mod tests {
         );
         assert_eq!(due(&mut timers, 15), None);
         assert_eq!(due(&mut timers, 30), Some(b"b".to_vec()));
-        assert_eq!(timers.pop().map(|j| j.msg.into_vec()), Some(b"c".to_vec()));
+        assert_eq!(
+            timers.pop().map(|j| j.into_message().into_vec()),
+            Some(b"c".to_vec())
+        );
+        assert_eq!(timers.next_due(), None, "a never-due wait has no due time");
+        assert_eq!(due(&mut timers, u64::from(u32::MAX)), None);
+        assert_eq!(
+            timers.pop().map(|j| j.into_message().into_vec()),
+            Some(b"never".to_vec())
+        );
         assert!(timers.is_empty());
     }
 }

@@ -1,0 +1,97 @@
+//! The validated, immutable settings of a client: what [`Builder`] produces
+//! and every event loop reads. Nothing here changes after the build; live
+//! state (the queue, the breaker's word, counters) lives in `runtime`.
+//!
+//! [`Builder`]: crate::Builder
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::conn::tls::TlsSetup;
+use crate::endpoint::Endpoint;
+use crate::error::NotificationError;
+use crate::policy::{CircuitBreakerConfig, RetryConfig};
+use crate::proto::request::RequestEncoder;
+
+/// Default number of workers: simultaneous requests, one connection each.
+pub const DEFAULT_WORKERS: usize = 10;
+/// Default queue size: messages waiting for a worker.
+pub const DEFAULT_QUEUE_SIZE: usize = 1000;
+/// Default whole-attempt deadline.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `Content-Type` of every request.
+pub const DEFAULT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
+/// Default time an unused keep-alive connection stays open.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The most workers (connection slots, one socket each) a client may have.
+pub const MAX_WORKERS: usize = 1 << 16;
+/// The largest queue a client may have. The queue's ring is allocated at
+/// build time, a few dozen bytes per place, so this bounds it to well under
+/// a gigabyte.
+pub const MAX_QUEUE_SIZE: usize = 1 << 24;
+/// The most event-loop threads a client may have.
+pub const MAX_THREADS: usize = 1024;
+
+/// What a failed message is handed to.
+pub(crate) type Handler = Arc<dyn Fn(NotificationError) + Send + Sync>;
+
+/// Everything an event loop needs to know, fixed at build time.
+pub(crate) struct Config {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) encoder: RequestEncoder,
+    /// Set for `https` endpoints.
+    pub(crate) tls: Option<TlsSetup>,
+    /// `1..=MAX_WORKERS`.
+    pub(crate) workers: usize,
+    /// `1..=MAX_QUEUE_SIZE`: with `workers`, the in-system bound cannot
+    /// overflow.
+    pub(crate) queue_size: usize,
+    /// `1..=workers.min(MAX_THREADS)`.
+    pub(crate) threads: usize,
+    pub(crate) timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) shutdown_timeout: Option<Duration>,
+    pub(crate) handler: Option<Handler>,
+    pub(crate) retry: Option<RetryConfig>,
+    pub(crate) breaker: Option<CircuitBreakerConfig>,
+    pub(crate) spin: Duration,
+    pub(crate) pin_threads: bool,
+    pub(crate) batch_scheduling: bool,
+    /// Test-only fault injection: the event loop panics when it takes this
+    /// many messages in all (the first is 1).
+    #[cfg(test)]
+    pub(crate) panic_at_message: Option<u64>,
+}
+
+impl Config {
+    /// The most messages the client holds at once: queued, in flight and
+    /// waiting for a retry.
+    pub(crate) fn capacity(&self) -> usize {
+        self.queue_size + self.workers
+    }
+
+    /// How many of the `workers` slots event loop `id` runs: an even share,
+    /// the first loops taking one more when it does not divide.
+    pub(crate) fn slots_of(&self, id: usize) -> usize {
+        self.workers / self.threads + usize::from(id < self.workers % self.threads)
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("endpoint", &self.endpoint)
+            .field("workers", &self.workers)
+            .field("queue_size", &self.queue_size)
+            .field("threads", &self.threads)
+            .field("timeout", &self.timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("handler", &self.handler.is_some())
+            .field("retry", &self.retry)
+            .field("breaker", &self.breaker)
+            .finish_non_exhaustive()
+    }
+}
