@@ -1,9 +1,12 @@
-//! Sends each line of standard input as one notification.
+//! `notify`: sends each line of standard input as one notification.
 //!
 //! ```text
-//! cargo run --release --example notify -- --url http://127.0.0.1:8080/events < lines.txt
-//! tail -F app.log | cargo run --release --example notify -- --url https://hooks.example/in \
+//! cargo install --path cli    # from the repository's root; installs `notify`
+//! notify --url http://127.0.0.1:8080/events < lines.txt
+//! tail -F app.log | notify --url https://hooks.example/in \
 //!     --header 'Authorization: Bearer TOKEN' --content-type 'text/plain' --retry 3
+//! # or, without installing:
+//! cargo run --release -p notifier-cli -- --url http://127.0.0.1:8080/events < lines.txt
 //! ```
 //!
 //! # Input
