@@ -1,7 +1,7 @@
 //! `notify`: sends each line of standard input as one notification.
 //!
 //! ```text
-//! cargo install --path cli    # from the repository's root; installs `notify`
+//! cargo install --path cli --locked   # from the repository's root; installs `notify`
 //! notify --url http://127.0.0.1:8080/events < lines.txt
 //! tail -F app.log | notify --url https://hooks.example/in \
 //!     --header 'Authorization: Bearer TOKEN' --content-type 'text/plain' --retry 3
