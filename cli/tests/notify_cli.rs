@@ -1,63 +1,27 @@
-//! The `notify` example (`examples/notify.rs`), run as a program against the
-//! scripted loopback server: every line arrives once with the headers and
-//! content type asked for, bad arguments give status 2 and the usage,
-//! failures give status 1 and are printed, and SIGTERM stops gracefully.
+//! The `notify` binary (`cli/src/main.rs`), run as a program against the
+//! root package's scripted loopback server (`tests/support/`): every line
+//! arrives once with the headers and content type asked for, bad arguments
+//! give status 2 and the usage, failures give status 1 and are printed, and
+//! SIGTERM stops gracefully.
 //!
-//! The example is built once with `cargo build --example notify` (a no-op
-//! after `cargo test`, which builds the examples) and run from
-//! `$CARGO_TARGET_DIR` or `target/`, under `debug/examples/`. Every wait on a
-//! child process is bounded; a child still running when its test ends is
-//! killed.
+//! Cargo builds the binary before this test and names it in
+//! `CARGO_BIN_EXE_notify`. Every wait on a child process is bounded; a child
+//! still running when its test ends is killed.
 
+#[path = "../../tests/support/mod.rs"]
 mod support;
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use support::{assert_each_id_once, msg, response, wait_until, Action, Server};
 
-/// The longest `cargo build --example notify` may take.
-const BUILD_TIMEOUT: Duration = Duration::from_secs(600);
-/// The longest one run of the example may take.
+/// The longest one run of `notify` may take.
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Builds the example once per test binary and returns its path.
-fn notify_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
-        let child = Command::new(cargo)
-            .args(["build", "--example", "notify"])
-            .current_dir(manifest)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run cargo build --example notify");
-        let built = Running::from_child(child).wait(BUILD_TIMEOUT);
-        assert!(
-            built.status.success(),
-            "cargo build --example notify failed:\n{}",
-            built.stderr
-        );
-        // Cargo resolves a relative CARGO_TARGET_DIR against its working
-        // directory, the manifest's here.
-        let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-            .map_or_else(|| manifest.join("target"), |dir| manifest.join(dir));
-        let bin = target_dir
-            .join("debug")
-            .join("examples")
-            .join(format!("notify{}", std::env::consts::EXE_SUFFIX));
-        assert!(bin.is_file(), "no example binary at {}", bin.display());
-        bin
-    })
-}
 
 /// Output read from a child's pipe on a thread of its own.
 struct Capture {
@@ -142,19 +106,15 @@ struct Running {
 }
 
 impl Running {
-    /// Starts the example with `args`, every standard stream piped.
+    /// Starts `notify` with `args`, every standard stream piped.
     fn notify(args: &[&str]) -> Running {
-        let child = Command::new(notify_bin())
+        let mut child = Command::new(env!("CARGO_BIN_EXE_notify"))
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn the notify example");
-        Running::from_child(child)
-    }
-
-    fn from_child(mut child: Child) -> Running {
+            .expect("spawn notify");
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().map(Capture::start);
         let stderr = child.stderr.take().map(Capture::start);
@@ -251,7 +211,7 @@ impl Drop for Running {
     }
 }
 
-/// Runs the example with `args` on `input` (stdin closed after it) and
+/// Runs `notify` with `args` on `input` (stdin closed after it) and
 /// waits for it to end.
 fn run_notify(args: &[&str], input: &[u8]) -> Output {
     let mut running = Running::notify(args);
@@ -271,7 +231,7 @@ fn every_line_arrives_once_with_the_headers_and_content_type() {
     const N: usize = 1000;
     let server = Server::no_content();
     let url = server.url();
-    // A small queue: the example meets QueueFull and has to wait.
+    // A small queue: `notify` meets QueueFull and has to wait.
     let out = run_notify(
         &[
             "--url",
@@ -473,7 +433,7 @@ fn an_unreachable_server_gives_status_1() {
     assert!(out.stderr.contains("[kind Connect]"), "{}", out.stderr);
 }
 
-/// SIGTERM while stdin is still open and responses are slow: the example
+/// SIGTERM while stdin is still open and responses are slow: `notify`
 /// stops reading (the blocked read is left behind), delivers everything it
 /// had accepted, prints the summary and exits.
 #[cfg(unix)]
