@@ -76,7 +76,6 @@ pub fn decode_response(bytes: &[u8]) -> Option<u16> {
         match step {
             Step::Head(head) => status = Some(head.status),
             Step::Done { .. } => return status,
-            Step::NeedMore if used > 0 && !rest.is_empty() => {}
             Step::NeedMore => return None,
         }
     }

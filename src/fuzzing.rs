@@ -61,8 +61,9 @@ pub struct Outcome {
 /// # Panics
 ///
 /// When the decoder breaks a promise the connection code relies on: it
-/// consumes more than it was given, reports a second head, completes
-/// without a head, keeps body bytes, or keeps a head of 64 KiB or more.
+/// consumes more than it was given, asks for more bytes while those it has
+/// still decode further, reports a second head, completes without a head,
+/// keeps body bytes, or keeps a head of 64 KiB or more.
 pub fn response_outcome(reads: &[&[u8]], eof: bool) -> Outcome {
     let mut decoder = ResponseDecoder::default();
     let mut buf: Vec<u8> = Vec::new();
@@ -82,7 +83,6 @@ pub fn response_outcome(reads: &[&[u8]], eof: bool) -> Outcome {
             assert!(used <= buf.len(), "consumed {used} of {} bytes", buf.len());
             buf.drain(..used);
             match step {
-                Step::NeedMore if used > 0 && !buf.is_empty() => {}
                 Step::NeedMore => {
                     // The connection's buffer holds at most one head below
                     // the limit; body bytes are consumed as they come.
@@ -90,6 +90,14 @@ pub fn response_outcome(reads: &[&[u8]], eof: bool) -> Outcome {
                     assert!(
                         head.is_none() || buf.is_empty(),
                         "{} body bytes kept",
+                        buf.len()
+                    );
+                    // Everything decodable was consumed: without more
+                    // bytes, another call gets no further.
+                    assert_eq!(
+                        decoder.decode(&buf),
+                        Ok((0, Step::NeedMore)),
+                        "NeedMore with {} decodable bytes left",
                         buf.len()
                     );
                     break;

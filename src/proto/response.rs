@@ -34,17 +34,35 @@ pub(crate) struct Head {
 }
 
 /// What one call to [`ResponseDecoder::decode`] produced.
+///
+/// A caller decodes until it gets [`Step::NeedMore`] (read more bytes) or
+/// [`Step::Done`] (the response is over); after [`Step::Head`] it calls
+/// again with the bytes left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
 pub(crate) enum Step {
-    /// Nothing more can be decoded from the bytes given: read more, keeping
-    /// the unconsumed ones.
+    /// Everything decodable in the bytes given was consumed: read more,
+    /// keeping the unconsumed ones, which are then only the start of a head
+    /// that is not complete yet (none at all once the final head is
+    /// decoded). Calling again before more bytes arrive consumes nothing.
     NeedMore,
-    /// The final response's head. Its body follows.
+    /// The final response's head. Its body follows. Interim (1xx) heads
+    /// before it are consumed without a step of their own.
     Head(Head),
     /// The response is complete. `reuse` says whether the connection may
     /// carry another request.
     Done { reuse: bool },
+}
+
+/// What one head in the input decoded to.
+#[derive(Debug)]
+enum HeadStep {
+    /// No complete head yet; nothing consumed.
+    Incomplete,
+    /// An interim (1xx) head of this many bytes.
+    Interim(usize),
+    /// The final head, of this many bytes.
+    Final(usize, Head),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,13 +184,29 @@ impl ResponseDecoder {
     }
 
     /// Decodes from `input`, the bytes received and not yet consumed.
-    /// Returns how many bytes were consumed and what they produced. After
-    /// [`Step::Done`] the decoder is finished; bytes left over do not
-    /// belong to this response.
+    /// Returns how many bytes were consumed and what they produced.
+    ///
+    /// The caller drops the consumed bytes and acts on the step: on
+    /// [`Step::Head`] it calls again with the rest; on [`Step::NeedMore`]
+    /// it reads more bytes first, as nothing in the rest can be decoded
+    /// without them (interim 1xx responses are skipped within the call, so
+    /// the rest is at most an incomplete head). After [`Step::Done`] the
+    /// decoder is finished; bytes left over do not belong to this response.
     pub(crate) fn decode(&mut self, input: &[u8]) -> Result<(usize, Step), ProtocolError> {
         self.started |= !input.is_empty();
         match self.state {
-            State::Head => self.decode_head(input),
+            State::Head => {
+                // Interim heads go by here, so one call reaches the final
+                // head or the end of the bytes.
+                let mut used = 0;
+                loop {
+                    match self.decode_head(&input[used..])? {
+                        HeadStep::Incomplete => return Ok((used, Step::NeedMore)),
+                        HeadStep::Interim(len) => used += len,
+                        HeadStep::Final(len, head) => return Ok((used + len, Step::Head(head))),
+                    }
+                }
+            }
             State::Length(remaining) => {
                 if remaining == 0 {
                     return Ok((0, self.finish()));
@@ -233,7 +267,8 @@ impl ResponseDecoder {
         Ok(())
     }
 
-    fn decode_head(&mut self, input: &[u8]) -> Result<(usize, Step), ProtocolError> {
+    /// Decodes the head at the start of `input`.
+    fn decode_head(&mut self, input: &[u8]) -> Result<HeadStep, ProtocolError> {
         let window = &input[..input.len().min(MAX_HEAD)];
         // httparse skips empty lines before the status line, so a blank
         // line among them ends no head: search from the first other byte.
@@ -251,7 +286,7 @@ impl ResponseDecoder {
                 return Err(ProtocolError::HeadTooLarge);
             }
             self.scanned = input.len();
-            return Ok((0, Step::NeedMore));
+            return Ok(HeadStep::Incomplete);
         }
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut response = httparse::Response::new(&mut headers);
@@ -266,7 +301,7 @@ impl ResponseDecoder {
             // happen, the search is not advanced, so the next call parses
             // again rather than wait for another blank line: more work, but
             // the same outcome however the bytes are split.
-            httparse::Status::Partial => return Ok((0, Step::NeedMore)),
+            httparse::Status::Partial => return Ok(HeadStep::Incomplete),
         };
         self.scanned = 0;
         self.lead = 0;
@@ -284,7 +319,7 @@ impl ResponseDecoder {
             if self.interim > MAX_INTERIM {
                 return Err(ProtocolError::TooManyInterim);
             }
-            return Ok((len, Step::NeedMore));
+            return Ok(HeadStep::Interim(len));
         }
 
         let mut length = None;
@@ -347,13 +382,13 @@ impl ResponseDecoder {
             self.reuse = false;
             State::UntilClose
         };
-        Ok((
+        Ok(HeadStep::Final(
             len,
-            Step::Head(Head {
+            Head {
                 status,
                 keep_alive_secs,
                 retry_after,
-            }),
+            },
         ))
     }
 
