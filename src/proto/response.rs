@@ -10,7 +10,7 @@
 //! bytes are consumed as they come and never held.
 
 use crate::error::ProtocolError;
-use crate::policy::retry::RetryAfter;
+use crate::proto::retry_after::RetryAfter;
 use head::Body;
 
 mod head;

@@ -9,7 +9,7 @@
 
 use super::MAX_HEADERS;
 use crate::error::ProtocolError;
-use crate::policy::retry::{parse_retry_after, RetryAfter};
+use crate::proto::retry_after::{parse_retry_after, RetryAfter};
 
 /// What a head says that the decoder acts on. Owns no bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
