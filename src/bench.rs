@@ -1,5 +1,6 @@
-//! Internals opened for the benchmarks in `benches/` only. Not public API:
-//! no semver guarantee, hidden from the docs.
+//! Internals opened for the benchmarks in `benches/` and `benches/compare`
+//! only, as `notifier::__bench` with the `internals` feature. Not public
+//! API: no semver guarantee, hidden from the docs.
 
 use std::time::Duration;
 

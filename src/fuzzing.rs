@@ -1,14 +1,15 @@
-//! Entry points for the fuzz targets in `fuzz/` and for
-//! `tests/fuzz_corpus.rs`, which replays their corpora under a stable
-//! `cargo test`, so CI covers every input the fuzzers kept.
+//! Entry points for the fuzz targets in `fuzz/`, for the codec's property
+//! tests (`proto/proptests.rs`) and for the replay of the fuzz corpora
+//! under a stable `cargo test` (`fuzzing/corpus.rs`), so CI covers every
+//! input the fuzzers kept.
 //!
-//! **Not public API.** Hidden from the docs and outside semver: it may
-//! change or disappear in any release. It is public only because fuzz
-//! targets and integration tests are separate crates.
+//! **Not public API.** Opened as `notifier::__fuzz` only with the
+//! `internals` feature (the fuzz targets are a crate of their own), hidden
+//! from the docs and outside semver: it may change or disappear in any
+//! release.
 //!
 //! Each `fuzz_*` function is one whole fuzz target: it panics when a
 //! property fails, and returns quietly otherwise.
-#![doc(hidden)]
 
 use crate::endpoint::{Endpoint, Host, Scheme};
 use crate::error::ProtocolError;
@@ -320,3 +321,6 @@ pub fn fuzz_endpoint(data: &[u8]) {
         "{url:?} re-formatted as {again:?}"
     );
 }
+
+#[cfg(test)]
+mod corpus;

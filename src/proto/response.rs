@@ -195,7 +195,9 @@ impl ResponseDecoder {
     /// The connection reached end of stream. A body delimited by the close
     /// is complete; anything else is cut short. (The connection needs no
     /// answer from it: a response's outcome is decided by its head; the
-    /// fuzz entry points use it to check the decoder's end states.)
+    /// fuzz entry points use it to check the decoder's end states, so it
+    /// is built only with them.)
+    #[cfg(any(test, feature = "internals"))]
     pub(crate) fn eof(&mut self) -> Result<Step, ProtocolError> {
         match self.state {
             State::UntilClose => {
