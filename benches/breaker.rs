@@ -6,7 +6,7 @@
 //!   breaker in a loop, as two event loops would.
 //!
 //! ```text
-//! cargo bench --bench breaker
+//! cargo bench --features internals --bench breaker
 //! ```
 
 // `criterion_group!` defines an undocumented `pub fn`.

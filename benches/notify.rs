@@ -2,7 +2,7 @@
 //! through the queue to the event loops, without the network.
 //!
 //! ```text
-//! cargo bench --bench notify
+//! cargo bench --features internals --bench notify
 //! ```
 //!
 //! The public API has no dequeue, so the benchmark makes the event loops

@@ -2,7 +2,7 @@
 //! response, on bytes in memory.
 //!
 //! ```text
-//! cargo bench --bench proto
+//! cargo bench --features internals --bench proto
 //! ```
 //!
 //! - `encode`: the request for `http://127.0.0.1:8080/notify` with the
@@ -13,7 +13,8 @@
 //!   typical `204` (with `Date` and `Server`), a `200` with a small JSON
 //!   body and `Content-Length`, and a `200` with a chunked body.
 //!
-//! Both go through `notifier::__bench`, internals opened for benches only.
+//! Both go through `notifier::__bench`, internals opened for benches only
+//! (the `internals` feature).
 
 // `criterion_group!` defines an undocumented `pub fn`.
 #![allow(missing_docs)]

@@ -1,5 +1,6 @@
-//! Internals opened for the benchmarks in `benches/` only. Not public API:
-//! no semver guarantee, hidden from the docs.
+//! Internals opened for the benchmarks in `benches/` and `benches/compare`
+//! only, as `notifier::__bench` with the `internals` feature. Not public
+//! API: no semver guarantee, hidden from the docs.
 
 use std::time::Duration;
 
@@ -76,7 +77,6 @@ pub fn decode_response(bytes: &[u8]) -> Option<u16> {
         match step {
             Step::Head(head) => status = Some(head.status),
             Step::Done { .. } => return status,
-            Step::NeedMore if used > 0 && !rest.is_empty() => {}
             Step::NeedMore => return None,
         }
     }

@@ -1,14 +1,15 @@
-//! Entry points for the fuzz targets in `fuzz/` and for
-//! `tests/fuzz_corpus.rs`, which replays their corpora under a stable
-//! `cargo test`, so CI covers every input the fuzzers kept.
+//! Entry points for the fuzz targets in `fuzz/`, for the codec's property
+//! tests (`proto/proptests.rs`) and for the replay of the fuzz corpora
+//! under a stable `cargo test` (`fuzzing/corpus.rs`), so CI covers every
+//! input the fuzzers kept.
 //!
-//! **Not public API.** Hidden from the docs and outside semver: it may
-//! change or disappear in any release. It is public only because fuzz
-//! targets and integration tests are separate crates.
+//! **Not public API.** Opened as `notifier::__fuzz` only with the
+//! `internals` feature (the fuzz targets are a crate of their own), hidden
+//! from the docs and outside semver: it may change or disappear in any
+//! release.
 //!
 //! Each `fuzz_*` function is one whole fuzz target: it panics when a
 //! property fails, and returns quietly otherwise.
-#![doc(hidden)]
 
 use crate::endpoint::{Endpoint, Host, Scheme};
 use crate::error::ProtocolError;
@@ -61,8 +62,9 @@ pub struct Outcome {
 /// # Panics
 ///
 /// When the decoder breaks a promise the connection code relies on: it
-/// consumes more than it was given, reports a second head, completes
-/// without a head, keeps body bytes, or keeps a head of 64 KiB or more.
+/// consumes more than it was given, asks for more bytes while those it has
+/// still decode further, reports a second head, completes without a head,
+/// keeps body bytes, or keeps a head of 64 KiB or more.
 pub fn response_outcome(reads: &[&[u8]], eof: bool) -> Outcome {
     let mut decoder = ResponseDecoder::default();
     let mut buf: Vec<u8> = Vec::new();
@@ -82,7 +84,6 @@ pub fn response_outcome(reads: &[&[u8]], eof: bool) -> Outcome {
             assert!(used <= buf.len(), "consumed {used} of {} bytes", buf.len());
             buf.drain(..used);
             match step {
-                Step::NeedMore if used > 0 && !buf.is_empty() => {}
                 Step::NeedMore => {
                     // The connection's buffer holds at most one head below
                     // the limit; body bytes are consumed as they come.
@@ -90,6 +91,14 @@ pub fn response_outcome(reads: &[&[u8]], eof: bool) -> Outcome {
                     assert!(
                         head.is_none() || buf.is_empty(),
                         "{} body bytes kept",
+                        buf.len()
+                    );
+                    // Everything decodable was consumed: without more
+                    // bytes, another call gets no further.
+                    assert_eq!(
+                        decoder.decode(&buf),
+                        Ok((0, Step::NeedMore)),
+                        "NeedMore with {} decodable bytes left",
                         buf.len()
                     );
                     break;
@@ -312,3 +321,6 @@ pub fn fuzz_endpoint(data: &[u8]) {
         "{url:?} re-formatted as {again:?}"
     );
 }
+
+#[cfg(test)]
+mod corpus;

@@ -49,6 +49,7 @@
 //! (custom roots, client certificates); there is no switch that turns
 //! verification off.
 
+#[cfg(feature = "internals")]
 mod bench;
 mod builder;
 mod client;
@@ -56,6 +57,8 @@ mod config;
 mod conn;
 mod endpoint;
 mod error;
+#[cfg(any(test, feature = "internals"))]
+mod fuzzing;
 mod message;
 mod policy;
 mod proto;
@@ -71,12 +74,20 @@ pub use config::{
 };
 pub use error::{BuildError, FailureKind, NotificationError, NotifyError, ProtocolError};
 pub use message::Message;
+#[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod __bench {
-    //! Internals for `benches/`; not public API.
+    //! Internals for `benches/`, with the `internals` feature; not public
+    //! API.
     pub use crate::bench::*;
 }
-#[path = "fuzzing.rs"] // Fuzzing internals; not public API (hidden in the file).
-pub mod __fuzz;
+// Built for the crate's own tests too: the proptests and the corpus
+// replay drive the same entry points.
+#[cfg(any(test, feature = "internals"))]
+#[doc(hidden)]
+pub mod __fuzz {
+    //! Internals for `fuzz/`, with the `internals` feature; not public API.
+    pub use crate::fuzzing::*;
+}
 pub use policy::{CircuitBreakerConfig, CircuitState, RetryConfig};
 pub use stats::Stats;

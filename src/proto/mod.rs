@@ -4,6 +4,7 @@
 
 pub(crate) mod request;
 pub(crate) mod response;
+pub(crate) mod retry_after;
 
 #[cfg(test)]
 mod proptests;

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 
 use super::request::RequestEncoder;
-use crate::__fuzz::{check_outcome, check_reads, response_outcome, End, Head, Outcome};
+use crate::fuzzing::{check_outcome, check_reads, response_outcome, End, Head, Outcome};
 
 /// Few enough cases to keep `cargo test` fast.
 const CASES: u32 = if cfg!(miri) { 8 } else { 256 };

@@ -1,5 +1,7 @@
 //! Response decoding: status line and headers through `httparse`, then the
-//! body framing of RFC 9112 §6.3 (length, chunked, or until close).
+//! body framing of RFC 9112 section 6.3 (length, chunked, or until close).
+//! [`head`] parses one head and chooses its framing; this module finds the
+//! heads in the bytes, skips interim ones, and reads the body.
 //!
 //! The decoder owns no buffer. The caller keeps the bytes it has read and
 //! passes the unconsumed ones to [`ResponseDecoder::decode`], which says how
@@ -8,7 +10,10 @@
 //! bytes are consumed as they come and never held.
 
 use crate::error::ProtocolError;
-use crate::policy::retry::{parse_retry_after, RetryAfter};
+use crate::proto::retry_after::RetryAfter;
+use head::Body;
+
+mod head;
 
 /// Largest status line + headers accepted.
 pub(crate) const MAX_HEAD: usize = 64 * 1024;
@@ -34,17 +39,35 @@ pub(crate) struct Head {
 }
 
 /// What one call to [`ResponseDecoder::decode`] produced.
+///
+/// A caller decodes until it gets [`Step::NeedMore`] (read more bytes) or
+/// [`Step::Done`] (the response is over); after [`Step::Head`] it calls
+/// again with the bytes left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
 pub(crate) enum Step {
-    /// Nothing more can be decoded from the bytes given: read more, keeping
-    /// the unconsumed ones.
+    /// Everything decodable in the bytes given was consumed: read more,
+    /// keeping the unconsumed ones, which are then only the start of a head
+    /// that is not complete yet (none at all once the final head is
+    /// decoded). Calling again before more bytes arrive consumes nothing.
     NeedMore,
-    /// The final response's head. Its body follows.
+    /// The final response's head. Its body follows. Interim (1xx) heads
+    /// before it are consumed without a step of their own.
     Head(Head),
     /// The response is complete. `reuse` says whether the connection may
     /// carry another request.
     Done { reuse: bool },
+}
+
+/// What one head in the input decoded to.
+#[derive(Debug)]
+enum HeadStep {
+    /// No complete head yet; nothing consumed.
+    Incomplete,
+    /// An interim (1xx) head of this many bytes.
+    Interim(usize),
+    /// The final head, of this many bytes.
+    Final(usize, Head),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,50 +132,6 @@ fn has_head_end(bytes: &[u8]) -> bool {
         .any(|(i, w)| w == b"\n\n" || (w == b"\n\r" && bytes.get(i + 2) == Some(&b'\n')))
 }
 
-fn malformed(e: httparse::Error) -> ProtocolError {
-    match e {
-        httparse::Error::TooManyHeaders => ProtocolError::TooManyHeaders,
-        httparse::Error::Version => ProtocolError::MalformedHead("not an HTTP/1.x status line"),
-        httparse::Error::Status => ProtocolError::MalformedHead("invalid status code"),
-        httparse::Error::HeaderName => ProtocolError::MalformedHead("invalid header name"),
-        httparse::Error::HeaderValue => ProtocolError::MalformedHead("invalid header value"),
-        httparse::Error::NewLine => ProtocolError::MalformedHead("invalid line ending"),
-        _ => ProtocolError::MalformedHead("invalid status line or header"),
-    }
-}
-
-/// Splits a header value into its comma-separated, trimmed elements.
-fn elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value
-        .split(|&b| b == b',')
-        .map(|e| e.trim_ascii())
-        .filter(|e| !e.is_empty())
-}
-
-fn parse_length(value: &[u8]) -> Result<u64, ProtocolError> {
-    let mut any = false;
-    let mut length: Option<u64> = None;
-    for e in value.split(|&b| b == b',').map(|e| e.trim_ascii()) {
-        if e.is_empty() || !e.iter().all(u8::is_ascii_digit) {
-            return Err(ProtocolError::BadContentLength);
-        }
-        // All ASCII digits, so the text is valid UTF-8; overflow is an error.
-        let n: u64 = std::str::from_utf8(e)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or(ProtocolError::BadContentLength)?;
-        if length.is_some_and(|l| l != n) {
-            return Err(ProtocolError::BadContentLength);
-        }
-        length = Some(n);
-        any = true;
-    }
-    match (any, length) {
-        (true, Some(n)) => Ok(n),
-        _ => Err(ProtocolError::BadContentLength),
-    }
-}
-
 impl ResponseDecoder {
     /// Whether any response byte has been seen.
     pub(crate) fn started(&self) -> bool {
@@ -166,13 +145,29 @@ impl ResponseDecoder {
     }
 
     /// Decodes from `input`, the bytes received and not yet consumed.
-    /// Returns how many bytes were consumed and what they produced. After
-    /// [`Step::Done`] the decoder is finished; bytes left over do not
-    /// belong to this response.
+    /// Returns how many bytes were consumed and what they produced.
+    ///
+    /// The caller drops the consumed bytes and acts on the step: on
+    /// [`Step::Head`] it calls again with the rest; on [`Step::NeedMore`]
+    /// it reads more bytes first, as nothing in the rest can be decoded
+    /// without them (interim 1xx responses are skipped within the call, so
+    /// the rest is at most an incomplete head). After [`Step::Done`] the
+    /// decoder is finished; bytes left over do not belong to this response.
     pub(crate) fn decode(&mut self, input: &[u8]) -> Result<(usize, Step), ProtocolError> {
         self.started |= !input.is_empty();
         match self.state {
-            State::Head => self.decode_head(input),
+            State::Head => {
+                // Interim heads go by here, so one call reaches the final
+                // head or the end of the bytes.
+                let mut used = 0;
+                loop {
+                    match self.decode_head(&input[used..])? {
+                        HeadStep::Incomplete => return Ok((used, Step::NeedMore)),
+                        HeadStep::Interim(len) => used += len,
+                        HeadStep::Final(len, head) => return Ok((used + len, Step::Head(head))),
+                    }
+                }
+            }
             State::Length(remaining) => {
                 if remaining == 0 {
                     return Ok((0, self.finish()));
@@ -200,7 +195,9 @@ impl ResponseDecoder {
     /// The connection reached end of stream. A body delimited by the close
     /// is complete; anything else is cut short. (The connection needs no
     /// answer from it: a response's outcome is decided by its head; the
-    /// fuzz entry points use it to check the decoder's end states.)
+    /// fuzz entry points use it to check the decoder's end states, so it
+    /// is built only with them.)
+    #[cfg(any(test, feature = "internals"))]
     pub(crate) fn eof(&mut self) -> Result<Step, ProtocolError> {
         match self.state {
             State::UntilClose => {
@@ -233,7 +230,8 @@ impl ResponseDecoder {
         Ok(())
     }
 
-    fn decode_head(&mut self, input: &[u8]) -> Result<(usize, Step), ProtocolError> {
+    /// Decodes the head at the start of `input`.
+    fn decode_head(&mut self, input: &[u8]) -> Result<HeadStep, ProtocolError> {
         let window = &input[..input.len().min(MAX_HEAD)];
         // httparse skips empty lines before the status line, so a blank
         // line among them ends no head: search from the first other byte.
@@ -251,28 +249,22 @@ impl ResponseDecoder {
                 return Err(ProtocolError::HeadTooLarge);
             }
             self.scanned = input.len();
-            return Ok((0, Step::NeedMore));
+            return Ok(HeadStep::Incomplete);
         }
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut response = httparse::Response::new(&mut headers);
-        let len = match response.parse(window).map_err(malformed)? {
-            httparse::Status::Complete(len) => len,
+        let (len, head) = match head::parse(window)? {
+            Some(parsed) => parsed,
             // The blank line was found, so a partial parse means the head
             // is over the size limit or malformed in a way httparse waits on.
-            httparse::Status::Partial if input.len() >= MAX_HEAD => {
-                return Err(ProtocolError::HeadTooLarge)
-            }
+            None if input.len() >= MAX_HEAD => return Err(ProtocolError::HeadTooLarge),
             // Not expected past the empty lines skipped above. Should it
             // happen, the search is not advanced, so the next call parses
             // again rather than wait for another blank line: more work, but
             // the same outcome however the bytes are split.
-            httparse::Status::Partial => return Ok((0, Step::NeedMore)),
+            None => return Ok(HeadStep::Incomplete),
         };
         self.scanned = 0;
         self.lead = 0;
-        // A complete parse always has a code and a version.
-        let status = response.code.unwrap_or(0);
-        let http10 = response.version == Some(0);
+        let status = head.status;
         if !(100..=599).contains(&status) {
             return Err(ProtocolError::BadStatus(status));
         }
@@ -284,76 +276,25 @@ impl ResponseDecoder {
             if self.interim > MAX_INTERIM {
                 return Err(ProtocolError::TooManyInterim);
             }
-            return Ok((len, Step::NeedMore));
+            return Ok(HeadStep::Interim(len));
         }
-
-        let mut length = None;
-        let mut transfer_encoding = false;
-        let mut chunked = false;
-        let mut close = false;
-        let mut keep_alive = false;
-        let mut keep_alive_secs = None;
-        let mut retry_after = None;
-        for h in response.headers.iter() {
-            let name = h.name.as_bytes();
-            if name.eq_ignore_ascii_case(b"content-length") {
-                let n = parse_length(h.value)?;
-                if length.is_some_and(|l| l != n) {
-                    return Err(ProtocolError::BadContentLength);
-                }
-                length = Some(n);
-            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-                transfer_encoding = true;
-                if let Some(last) = elements(h.value).last() {
-                    chunked = last.eq_ignore_ascii_case(b"chunked");
-                }
-            } else if name.eq_ignore_ascii_case(b"connection") {
-                for token in elements(h.value) {
-                    close |= token.eq_ignore_ascii_case(b"close");
-                    keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
-                }
-            } else if name.eq_ignore_ascii_case(b"retry-after") {
-                retry_after = parse_retry_after(h.value);
-            } else if name.eq_ignore_ascii_case(b"keep-alive") {
-                for param in elements(h.value) {
-                    if param.len() > 8 && param[..8].eq_ignore_ascii_case(b"timeout=") {
-                        keep_alive_secs = std::str::from_utf8(&param[8..])
-                            .ok()
-                            .and_then(|s| s.trim_ascii().parse().ok());
-                    }
-                }
-            }
-        }
-        if http10 && transfer_encoding {
-            return Err(ProtocolError::TransferEncodingInHttp10);
-        }
-        self.reuse = if http10 { keep_alive && !close } else { !close };
-        self.state = if status == 204 || status == 304 {
-            State::Length(0)
-        } else if transfer_encoding && chunked {
-            // Content-Length beside chunked is a smuggling signal: honour
-            // chunked, then do not trust the connection again.
-            self.reuse &= length.is_none();
-            State::Chunked(Chunk::Size {
+        let framing = head::framing(&head)?;
+        self.reuse = framing.reuse;
+        self.state = match framing.body {
+            Body::Length(n) => State::Length(n),
+            Body::Chunked => State::Chunked(Chunk::Size {
                 value: 0,
                 digits: 0,
-            })
-        } else if transfer_encoding {
-            self.reuse = false;
-            State::UntilClose
-        } else if let Some(n) = length {
-            State::Length(n)
-        } else {
-            self.reuse = false;
-            State::UntilClose
-        };
-        Ok((
-            len,
-            Step::Head(Head {
-                status,
-                keep_alive_secs,
-                retry_after,
             }),
+            Body::UntilClose => State::UntilClose,
+        };
+        Ok(HeadStep::Final(
+            len,
+            Head {
+                status,
+                keep_alive_secs: head.keep_alive_secs,
+                retry_after: head.retry_after,
+            },
         ))
     }
 

@@ -35,7 +35,6 @@ fn feed(pieces: &[&[u8]], eof: bool) -> Outcome {
             assert!(n <= buf.len());
             buf.drain(..n);
             match step {
-                Step::NeedMore if n > 0 && !buf.is_empty() => continue,
                 Step::NeedMore => break,
                 Step::Head(h) => heads.push(h),
                 Step::Done { reuse } => {
@@ -411,6 +410,43 @@ fn started_tracks_any_response_byte() {
     assert!(!d.started());
     assert_eq!(d.decode(b"H").unwrap(), (0, Step::NeedMore));
     assert!(d.started() && !d.has_head());
+}
+
+/// One call skips interim heads: it returns the final head, or `NeedMore`
+/// with only an incomplete head left, never `NeedMore` with a head it could
+/// still decode.
+#[test]
+fn interim_heads_are_skipped_within_one_call() {
+    let interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 102 Processing\r\n\r\n";
+    let last = b"HTTP/1.1 204 No Content\r\n\r\n";
+    let bytes = [&interim[..], last].concat();
+    let mut d = ResponseDecoder::default();
+    let (used, step) = d.decode(&bytes).unwrap();
+    assert_eq!(used, bytes.len());
+    assert!(
+        matches!(step, Step::Head(Head { status: 204, .. })),
+        "{step:?}"
+    );
+    assert_eq!(d.decode(b"").unwrap(), (0, Step::Done { reuse: true }));
+
+    // The final head cut short: the interim ones are consumed, the rest
+    // waits for more bytes.
+    let cut = &bytes[..bytes.len() - 3];
+    let mut d = ResponseDecoder::default();
+    assert_eq!(d.decode(cut).unwrap(), (interim.len(), Step::NeedMore));
+    assert!(!d.has_head());
+    let rest = &cut[interim.len()..];
+    assert_eq!(d.decode(rest).unwrap(), (0, Step::NeedMore));
+    let (used, step) = d.decode(&bytes[interim.len()..]).unwrap();
+    assert_eq!(used, last.len());
+    assert!(
+        matches!(step, Step::Head(Head { status: 204, .. })),
+        "{step:?}"
+    );
+
+    // Interim heads alone: all consumed.
+    let mut d = ResponseDecoder::default();
+    assert_eq!(d.decode(interim).unwrap(), (interim.len(), Step::NeedMore));
 }
 
 #[test]

@@ -1,12 +1,12 @@
 //! Replays every file of the fuzz corpora (`fuzz/corpus/<target>/`) through
-//! the same code the fuzz targets run (`notifier::__fuzz`), on stable, so
-//! `cargo test` covers whatever fuzzing found and kept. Response inputs are
-//! also read in fixed splits: a byte at a time, in halves and in thirds.
+//! the same code the fuzz targets run, on stable, so `cargo test` covers
+//! whatever fuzzing found and kept. Response inputs are also read in fixed
+//! splits: a byte at a time, in halves and in thirds.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use notifier::__fuzz;
+use super::*;
 
 fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -53,10 +53,10 @@ fn replay(target: &str, check: impl Fn(&[u8])) {
 #[test]
 fn response_corpus() {
     replay("response", |data| {
-        __fuzz::fuzz_response(data);
-        let (_, payload) = __fuzz::split_input(data);
+        fuzz_response(data);
+        let (_, payload) = split_input(data);
         for reads in fixed_splits(payload) {
-            __fuzz::check_reads(payload, &reads);
+            check_reads(payload, &reads);
         }
     });
 }
@@ -64,25 +64,25 @@ fn response_corpus() {
 #[test]
 fn chunked_corpus() {
     replay("chunked", |data| {
-        __fuzz::fuzz_chunked(data);
-        let (_, body) = __fuzz::split_input(data);
-        let bytes = [__fuzz::CHUNKED_HEAD, body].concat();
+        fuzz_chunked(data);
+        let (_, body) = split_input(data);
+        let bytes = [CHUNKED_HEAD, body].concat();
         for reads in fixed_splits(&bytes) {
-            __fuzz::check_reads(&bytes, &reads);
+            check_reads(&bytes, &reads);
         }
     });
 }
 
 #[test]
 fn endpoint_corpus() {
-    replay("endpoint", __fuzz::fuzz_endpoint);
+    replay("endpoint", fuzz_endpoint);
 }
 
-/// The seeds decode to what their names say, so a change in the decoder
-/// that turns a seed into a different case does not go unnoticed.
+/// The named response inputs decode to what their names say, so a change
+/// in the decoder that turns one into a different case does not go
+/// unnoticed.
 #[test]
-fn response_seeds_decode_as_named() {
-    use __fuzz::End;
+fn response_inputs_decode_as_named() {
     let expect: &[(&str, Option<u16>, End)] = &[
         ("204-no-content", Some(204), done(true)),
         ("200-content-length", Some(200), done(true)),
@@ -104,31 +104,32 @@ fn response_seeds_decode_as_named() {
         (
             "conflicting-content-length",
             None,
-            End::Failed(notifier::ProtocolError::BadContentLength),
+            End::Failed(ProtocolError::BadContentLength),
         ),
         (
             "eleven-interim",
             None,
-            End::Failed(notifier::ProtocolError::TooManyInterim),
+            End::Failed(ProtocolError::TooManyInterim),
         ),
         ("leading-blank-lines", Some(204), done(true)),
     ];
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/response");
     for (name, status, end) in expect {
         let data = fs::read(dir.join(name)).expect(name);
-        let (_, payload) = __fuzz::split_input(&data);
-        let outcome = __fuzz::response_outcome(&[payload], false);
+        let (_, payload) = split_input(&data);
+        let outcome = response_outcome(&[payload], false);
         assert_eq!(outcome.head.map(|h| h.status), *status, "{name}");
         assert_eq!(&outcome.end, end, "{name}");
     }
 }
 
-fn done(reuse: bool) -> __fuzz::End {
-    __fuzz::End::Done { reuse, leftover: 0 }
+fn done(reuse: bool) -> End {
+    End::Done { reuse, leftover: 0 }
 }
 
+/// Likewise the named endpoint inputs.
 #[test]
-fn endpoint_seeds_parse_as_named() {
+fn endpoint_inputs_parse_as_named() {
     for (name, expect) in [
         (
             "ipv4-port-query",
@@ -149,7 +150,7 @@ fn endpoint_seeds_parse_as_named() {
             .join("fuzz/corpus/endpoint")
             .join(name);
         let url = fs::read_to_string(&path).expect(name);
-        match (__fuzz::endpoint(&url), expect) {
+        match (endpoint(&url), expect) {
             (Ok(got), Ok(want)) => assert_eq!(got, want, "{name}"),
             (Err(got), Err(want)) => assert!(got.contains(want), "{name}: {got}"),
             (got, want) => panic!("{name}: got {got:?}, expected {want:?}"),
