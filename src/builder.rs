@@ -391,3 +391,56 @@ fn at_most(setting: &str, value: usize, max: usize) -> Result<(), BuildError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(builder: Builder) -> Result<Config, BuildError> {
+        builder.into_config()
+    }
+
+    fn builder() -> Builder {
+        Builder::new("http://127.0.0.1:9/")
+    }
+
+    #[test]
+    fn sizes_past_their_bound_are_refused_not_wrapped() {
+        for (what, b) in [
+            ("workers", builder().workers(MAX_WORKERS + 1)),
+            ("workers", builder().workers(usize::MAX)),
+            ("queue_size", builder().queue_size(MAX_QUEUE_SIZE + 1)),
+            ("queue_size", builder().queue_size(usize::MAX)),
+            ("threads", builder().threads(MAX_THREADS + 1)),
+        ] {
+            match config(b) {
+                Err(BuildError::InvalidSetting(text)) => {
+                    assert!(text.contains(what), "{text}");
+                }
+                other => panic!("{what}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_largest_sizes_build_and_their_sum_fits() {
+        let c = config(
+            builder()
+                .workers(MAX_WORKERS)
+                .queue_size(MAX_QUEUE_SIZE)
+                .threads(MAX_THREADS),
+        )
+        .expect("at the bounds");
+        assert_eq!(c.capacity(), MAX_WORKERS + MAX_QUEUE_SIZE);
+        assert_eq!(c.threads, MAX_THREADS);
+        let slots: usize = (0..c.threads).map(|id| c.slots_of(id)).sum();
+        assert_eq!(slots, MAX_WORKERS, "every slot belongs to one loop");
+    }
+
+    #[test]
+    fn threads_never_exceed_workers() {
+        let c = config(builder().workers(3).threads(8)).expect("build");
+        assert_eq!(c.threads, 3);
+        assert!((0..3).all(|id| c.slots_of(id) == 1));
+    }
+}

@@ -59,10 +59,10 @@ pub(crate) struct Config {
     pub(crate) spin: Duration,
     pub(crate) pin_threads: bool,
     pub(crate) batch_scheduling: bool,
-    /// Test-only fault injection: the event loop panics when it takes this
-    /// many messages in all (the first is 1).
+    /// Test-only fault injection: `(loop, n)` makes event loop `loop`
+    /// panic when it takes its `n`-th message from the queue.
     #[cfg(test)]
-    pub(crate) panic_at_message: Option<u64>,
+    pub(crate) panic_at_message: Option<(usize, u64)>,
 }
 
 impl Config {

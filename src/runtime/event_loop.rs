@@ -243,7 +243,7 @@ impl EventLoop {
         #[cfg(test)]
         {
             self.taken += 1;
-            if self.shared.config.panic_at_message == Some(self.taken) {
+            if self.shared.config.panic_at_message == Some((self.id, self.taken)) {
                 panic!("injected fault: event loop {} panics", self.id);
             }
         }

@@ -162,3 +162,6 @@ impl Runtime {
         self.shared.stats()
     }
 }
+
+#[cfg(test)]
+mod tests;
