@@ -25,13 +25,20 @@ pub(crate) fn say(line: fmt::Arguments<'_>) {
     let _ = writeln!(io::stderr().lock(), "{line}");
 }
 
-/// The error handler: one line per failed notification.
+/// The error handler: one line per failed notification, with what lay
+/// under it (the error's source chain).
 pub(crate) fn report_failure(error: &NotificationError, tty: bool) {
     let status = error
         .status_code()
         .map_or_else(String::new, |status| format!(", status {status}"));
+    let mut causes = String::new();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        causes.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
     say(format_args!(
-        "{}notify: not delivered: {}: {error} [kind {:?}{status}]",
+        "{}notify: not delivered: {}: {error}{causes} [kind {:?}{status}]",
         if tty { CLEAR_LINE } else { "" },
         preview(error.message()),
         error.kind(),
