@@ -98,7 +98,10 @@ pub enum FailureKind {
     Shutdown,
     /// The event loop that held the message died of a panic (a bug in this
     /// crate; panics in the error handler are caught and do not count). The
-    /// other loops carry on.
+    /// other loops carry on. When the last loop dies the client stops
+    /// (`notify` returns `Stopped`) and the queued messages fail this way
+    /// too, handed to the handler by the dying loop or, for any accepted
+    /// after it looked, by `stop`.
     Internal,
 }
 

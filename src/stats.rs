@@ -16,6 +16,9 @@ pub struct Stats {
     /// Messages the server answered with a 2xx status.
     pub delivered: u64,
     /// Messages handed to the error handler (or dropped when there is none).
+    /// A message an event loop was holding in hand when it panicked is
+    /// counted here as `Internal` without a handler call: the unwinding
+    /// dropped it.
     pub failed: u64,
     /// Retry attempts made (not counting first attempts).
     pub retried: u64,
