@@ -200,6 +200,7 @@ mod tests {
 
     use super::*;
     use crate::error::Cause;
+    use crate::proto::retry_after::RetryAfter;
 
     const RESET_MS: u64 = 1_000;
 
@@ -474,6 +475,125 @@ mod tests {
         let mut fresh = Record::default();
         ledger.admit(&mut fresh, RESET_MS).expect("probe");
         assert!(ledger.may_resend(&mut fresh));
+    }
+
+    #[test]
+    fn a_retry_after_date_raises_the_wait_to_that_date() {
+        // Dates become waits against the wall clock when the head is read;
+        // here the wall clock is fixed.
+        let wall = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let asked = RetryAfter::Date(wall + Duration::from_secs(3)).delay(wall);
+        let ledger = Ledger::new(Some(retry(3)), None);
+        let mut record = Record::default();
+        let settled = attempt(&ledger, &mut record, status(503, Some(asked)), 0);
+        assert!(
+            matches!(settled.fate, Fate::Retry(w) if w == Duration::from_secs(3)),
+            "{settled:?}"
+        );
+    }
+
+    #[test]
+    fn a_failed_probe_keeps_refusing_for_another_reset_timeout() {
+        let ledger = Ledger::new(None, Some(&breaker(3)));
+        for now in 0..3 {
+            attempt(&ledger, &mut Record::default(), io(), now);
+        }
+        // While the probe is in flight every other attempt is refused.
+        let mut probe = Record::default();
+        ledger.admit(&mut probe, RESET_MS + 2).expect("the probe");
+        for now in RESET_MS + 2..RESET_MS + 12 {
+            let refused = ledger
+                .admit(&mut Record::default(), now)
+                .expect_err("refused");
+            assert_eq!(refused.kind, FailureKind::CircuitOpen);
+        }
+        let settled = ledger.settle(&mut probe, status(500, None), RESET_MS + 100, &mut rng());
+        assert_eq!(
+            failed_kind(&settled),
+            Some((FailureKind::Status, Some(500)))
+        );
+        assert!(settled.opened_circuit, "the probe's failure re-opens it");
+        // Open again, for another whole reset timeout.
+        for now in [RESET_MS + 100, 2 * RESET_MS + 99] {
+            assert!(ledger.admit(&mut Record::default(), now).is_err(), "{now}");
+        }
+        assert_eq!(ledger.circuit(2 * RESET_MS + 99), CircuitState::Open);
+        assert_eq!(ledger.circuit(2 * RESET_MS + 100), CircuitState::HalfOpen);
+    }
+
+    #[test]
+    fn a_late_success_does_not_close_an_open_circuit() {
+        let ledger = Ledger::new(None, Some(&breaker(3)));
+        // Admitted while closed; answered only after the circuit opened.
+        let mut early = Record::default();
+        ledger.admit(&mut early, 0).expect("closed");
+        for now in 1..4 {
+            attempt(&ledger, &mut Record::default(), status(500, None), now);
+        }
+        assert_eq!(ledger.circuit(4), CircuitState::Open);
+        let settled = ledger.settle(&mut early, Ok(()), 5, &mut rng());
+        assert!(matches!(settled.fate, Fate::Delivered), "still delivered");
+        assert_eq!(
+            ledger.circuit(5),
+            CircuitState::Open,
+            "a stale success closed it"
+        );
+        let refused = ledger
+            .admit(&mut Record::default(), 6)
+            .expect_err("still open");
+        assert_eq!(refused.kind, FailureKind::CircuitOpen);
+    }
+
+    #[test]
+    fn a_retry_during_half_open_is_refused_and_a_stale_failure_reopens_nothing() {
+        let ledger = Ledger::new(Some(retry(3)), Some(&breaker(3)));
+        // R is admitted while closed and answered late.
+        let mut r = Record::default();
+        ledger.admit(&mut r, 0).expect("closed");
+        for now in 1..4 {
+            attempt(&ledger, &mut Record::default(), status(500, None), now);
+        }
+        let mut probe = Record::default();
+        ledger.admit(&mut probe, RESET_MS + 3).expect("the probe");
+        // R's 503 arrives while the probe is in flight: its ticket is from
+        // before the circuit opened, so it re-opens nothing.
+        let late = ledger.settle(&mut r, status(503, None), RESET_MS + 4, &mut rng());
+        assert!(!late.opened_circuit);
+        assert!(matches!(late.fate, Fate::Retry(_)), "{late:?}");
+        assert_eq!(ledger.circuit(RESET_MS + 4), CircuitState::HalfOpen);
+        // Its retry asks the breaker and is refused beside the probe.
+        let refused = ledger.admit(&mut r, RESET_MS + 5).expect_err("refused");
+        assert_eq!(refused.kind, FailureKind::CircuitOpen);
+        assert_eq!(r.attempts(), 2, "the 503, then the refused retry");
+        // The probe's success closes the circuit.
+        let settled = ledger.settle(&mut probe, Ok(()), RESET_MS + 6, &mut rng());
+        assert!(matches!(settled.fate, Fate::Delivered));
+        assert_eq!(ledger.circuit(RESET_MS + 6), CircuitState::Closed);
+    }
+
+    #[test]
+    fn a_4xx_probe_releases_the_probe() {
+        let ledger = Ledger::new(None, Some(&breaker(3)));
+        for now in 0..3 {
+            attempt(&ledger, &mut Record::default(), status(500, None), now);
+        }
+        let mut probe = Record::default();
+        ledger.admit(&mut probe, RESET_MS + 2).expect("the probe");
+        let settled = ledger.settle(&mut probe, status(400, None), RESET_MS + 3, &mut rng());
+        assert_eq!(
+            failed_kind(&settled),
+            Some((FailureKind::Status, Some(400)))
+        );
+        assert!(!settled.opened_circuit, "a 400 counts neither way");
+        // Neither closed nor open for another reset timeout: the next
+        // attempt is a new probe, and its success closes the circuit.
+        assert_eq!(ledger.circuit(RESET_MS + 3), CircuitState::HalfOpen);
+        let mut next = Record::default();
+        ledger
+            .admit(&mut next, RESET_MS + 3)
+            .expect("a new probe at once");
+        ledger.settle(&mut next, Ok(()), RESET_MS + 4, &mut rng());
+        assert_eq!(ledger.circuit(RESET_MS + 4), CircuitState::Closed);
     }
 
     #[test]
