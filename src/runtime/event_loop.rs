@@ -188,7 +188,7 @@ impl EventLoop {
     fn expire(&mut self, now: Instant) {
         for i in 0..self.slots.len() {
             if self.slots[i].deadline().is_some_and(|d| d <= now) {
-                let ended = self.slots[i].expire(&ctx(&self.poll, &self.shared), now);
+                let ended = self.slots[i].expire(&ctx(&self.poll, &self.shared));
                 if let Some(f) = ended {
                     self.attempt_ended(f, now);
                 }

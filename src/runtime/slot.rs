@@ -260,7 +260,7 @@ impl Slot {
 
     /// Acts on a passed deadline: the attempt times out; a body's drain or
     /// an idle connection ends with its connection.
-    pub(crate) fn expire(&mut self, ctx: &Ctx<'_>, _now: Instant) -> Option<Finished> {
+    pub(crate) fn expire(&mut self, ctx: &Ctx<'_>) -> Option<Finished> {
         let phase = std::mem::replace(&mut self.phase, Phase::Closed);
         self.close(ctx.registry);
         match phase {
