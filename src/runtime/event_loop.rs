@@ -311,6 +311,8 @@ impl EventLoop {
     /// that no wake-up is spent on it. The last loop to die also fails
     /// what is queued and stops the client, since nothing would take it.
     fn die(&mut self) {
+        // Never again parked: a producer must not pick this loop to wake.
+        self.shared.queue.unpark(self.id);
         let now = Instant::now();
         let ms = self.shared.millis(now);
         // Cleaning up may meet the same bug: what it cannot end, the count
