@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use notifier::{Builder, Client, Message, NotifyError, RetryConfig};
 
 use super::failures::{assert_all_delivered, Failures};
+use super::loops::start;
 use super::server::Server;
 
 /// Retry with up to `max_attempts` attempts and backoffs of a few
@@ -72,15 +73,21 @@ pub(crate) fn notify_all(client: &Client, ids: Range<usize>) {
     }
 }
 
-/// Builds `builder` with a new [`Failures`] as its error handler, and starts
-/// the client.
-pub(crate) fn started(builder: Builder) -> (Client, Failures) {
+/// Builds `builder` with a new [`Failures`] as its error handler; the
+/// client is not started.
+pub(crate) fn built(builder: Builder) -> (Client, Failures) {
     let failures = Failures::new();
     let client = builder
         .error_handler(failures.handler())
         .build()
         .expect("build");
-    client.start();
+    (client, failures)
+}
+
+/// [`built`], and the client started (with [`start`]).
+pub(crate) fn started(builder: Builder) -> (Client, Failures) {
+    let (client, failures) = built(builder);
+    start(&client);
     (client, failures)
 }
 

@@ -8,6 +8,8 @@
 //!   ([`RawConn`]);
 //! - [`tls`]: the same server over TLS ([`tls::TlsServer`]), and a test CA;
 //! - [`drive`]: starting clients and sending test messages through them;
+//! - [`loops`]: client starts one at a time, so that a test can find its
+//!   own client's event-loop threads;
 //! - [`failures`]: what reaches the error handler ([`Failures`]), and the
 //!   checks that every accepted message ended exactly once.
 
@@ -18,18 +20,20 @@ use std::sync::OnceLock;
 
 mod drive;
 mod failures;
+mod loops;
 mod raw;
 mod server;
 pub(crate) mod tls;
 
 pub(crate) use drive::{
-    deliver_across_idle_closes, id_of, msg, notify_all, notify_retrying, quick_retry, send_all,
-    started, wait_until,
+    built, deliver_across_idle_closes, id_of, msg, notify_all, notify_retrying, quick_retry,
+    send_all, started, wait_until,
 };
 pub(crate) use failures::{
     assert_all_delivered, assert_balanced, assert_each_ended, assert_each_id_once, Failure,
     Failures,
 };
+pub(crate) use loops::{start, start_finding_loops};
 pub(crate) use raw::RawConn;
 pub(crate) use server::{lock, response, Action, Ending, Request, Server, Step, NO_CONTENT};
 
