@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use notifier::{Builder, Client, Message, NotifyError, RetryConfig};
 
+use super::alone::share;
 use super::failures::{assert_all_delivered, Failures};
 use super::loops::start;
 use super::server::Server;
@@ -74,11 +75,17 @@ pub(crate) fn notify_all(client: &Client, ids: Range<usize>) {
 }
 
 /// Builds `builder` with a new [`Failures`] as its error handler; the
-/// client is not started.
+/// client is not started. It holds a [`share`] (in its handler) while it
+/// lives.
 pub(crate) fn built(builder: Builder) -> (Client, Failures) {
     let failures = Failures::new();
+    let record = failures.handler();
+    let share = share();
     let client = builder
-        .error_handler(failures.handler())
+        .error_handler(move |error| {
+            let _held_while_the_client_lives = &share;
+            record(error)
+        })
         .build()
         .expect("build");
     (client, failures)

@@ -13,18 +13,18 @@
 //! (`failed_probe_reopens_the_circuit`) and a 1 s `flush` against retry
 //! backoffs drawn up to 5 s (`open_circuit_cuts_retry_backoff_short`).
 
-mod support;
-
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use notifier::{CircuitBreakerConfig, CircuitState, Client, FailureKind, RetryConfig, Stats};
-use support::tls::{TestCa, TlsServer};
-use support::{
-    id_of, msg, notify_all, quick_retry, response, started, wait_until, Action, Failure, Failures,
-    Server,
+
+use crate::support;
+use crate::support::tls::{TestCa, TlsServer};
+use crate::support::{
+    id_of, msg, notify_all, quick_retry, response, start, started, wait_until, Action, Failure,
+    Failures, Server,
 };
 
 const LONG: Duration = Duration::from_secs(60);
@@ -662,7 +662,7 @@ fn a_late_success_does_not_close_an_open_circuit() {
         .error_handler(failures.handler())
         .build()
         .expect("build");
-    client.start();
+    start(&client);
     client.notify(msg(0)).expect("notify");
     assert!(wait_until(LONG, || zero_arrived.load(Ordering::SeqCst)));
     notify_all(&client, 1..4);
@@ -733,7 +733,7 @@ fn a_retry_during_half_open_is_refused() {
         .error_handler(failures.handler())
         .build()
         .expect("build");
-    client.start();
+    start(&client);
     client.notify(msg(0)).expect("notify");
     assert!(wait_until(LONG, || r_requests.load(Ordering::SeqCst) == 1));
     notify_all(&client, 1..4);

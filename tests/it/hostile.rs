@@ -12,14 +12,13 @@
 //! asks for (delivered or the failure kind, and whether the connection was
 //! reused, read from the server's connection indexes).
 
-mod support;
-
 use std::error::Error as _;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use notifier::{Builder, Client, FailureKind, ProtocolError};
-use support::{
+
+use crate::support::{
     assert_all_delivered, assert_each_ended, id_of, msg, notify_all, quick_retry, response,
     send_all, started, wait_until, Action, Failure, Failures, RawConn, Server, Step, NO_CONTENT,
 };

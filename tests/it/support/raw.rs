@@ -9,8 +9,8 @@ use std::thread;
 use std::time::Duration;
 
 use super::server::{
-    linger_close, nothing_yet, parse_request, set_blocking, sleep_unless_stopping, trickle,
-    wait_closed, Action, ConnInfo, Ending, Next, Request, Server, Shared, POLL,
+    linger_close, nothing_yet, parse_request, set_blocking, sleep_unless_stopping, wait_closed,
+    Action, ConnInfo, Ending, Next, Request, Server, Shared, POLL,
 };
 
 /// A raw script, given each accepted connection whole (see
@@ -127,12 +127,6 @@ impl RawConn<'_> {
     /// Writes `bytes`; false when the connection broke.
     pub(crate) fn write(&mut self, bytes: &[u8]) -> bool {
         self.tcp.write_all(bytes).is_ok()
-    }
-
-    /// Writes `bytes` one at a time, waiting `pause` after each; false when
-    /// the connection broke or the server is stopping.
-    pub(crate) fn trickle(&mut self, bytes: &[u8], pause: Duration) -> bool {
-        trickle(&mut self.tcp, bytes, pause, self.shared)
     }
 
     /// Waits `d`; false when the server began stopping meanwhile.

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use super::alone::{share, Share};
 use super::drive::wait_until;
 use super::raw::{serve_raw, RawScript};
 use super::SERVER_THREAD_START;
@@ -217,6 +218,8 @@ pub(crate) struct Server {
     scheme: &'static str,
     shared: Arc<Shared>,
     acceptor: Option<JoinHandle<()>>,
+    /// Given back once the server's threads have ended.
+    _share: Share,
 }
 
 impl Server {
@@ -267,6 +270,7 @@ impl Server {
         upgrade: Option<Box<Upgrade>>,
         raw: Option<Box<RawScript>>,
     ) -> Server {
+        let share = share();
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the test server");
         listener
             .set_nonblocking(true)
@@ -301,6 +305,7 @@ impl Server {
             scheme,
             shared,
             acceptor: Some(acceptor),
+            _share: share,
         }
     }
 

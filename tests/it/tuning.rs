@@ -2,14 +2,15 @@
 //! `spin` keeps loops from parking, `pin_threads` pins them to cores,
 //! `batch_scheduling` keeps woken loops from preempting their callers.
 
-mod support;
-
 use std::path::Path;
 use std::thread;
 use std::time::Duration;
 
 use notifier::{Builder, Client};
-use support::{assert_all_delivered, built, msg, notify_all, start_finding_loops, started, Server};
+
+use crate::support::{
+    assert_all_delivered, built, msg, notify_all, start_finding_loops, started, Server,
+};
 
 const LONG: Duration = Duration::from_secs(60);
 
