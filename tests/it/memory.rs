@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 use notifier::{Client, FailureKind, ProtocolError};
 
 use crate::support::{
-    alone, assert_balanced, assert_each_id_once, id_of, msg, notify_all, started, RawConn, Server,
+    alone, assert_balanced, assert_each_id_once, id_of, msg, notify_all, started, wait_until,
+    RawConn, Server,
 };
 
 /// How much the resident set may grow.
@@ -161,6 +162,10 @@ fn run(
     );
     notify_all(&client, 0..n);
     let flushed = client.flush(TIMEOUT);
+    // A 2xx is delivered by its status, so the last bodies may still be on
+    // their way: let the client read each to its limit and close it, as it
+    // did the others, rather than `stop` cut it short.
+    wait_until(TIMEOUT, || server.open_connections() == 0);
     client.stop();
     let elapsed = begun.elapsed();
     let peak = peak.finish();
