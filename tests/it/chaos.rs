@@ -212,6 +212,10 @@ fn answer(
             false
         }
         Chaos::TruncatedBody | Chaos::CloseIdle | Chaos::Stray408 => {
+            // A client that closed its end before the answer was written had
+            // given up on it (timed out). Its end of stream may then be read
+            // before the reset our bytes cause, so it is looked for first.
+            let given_up = conn.client_gone();
             let written = match action {
                 Chaos::TruncatedBody => {
                     conn.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly a part")
@@ -231,9 +235,9 @@ fn answer(
                     }
                 };
             // A client that took the answer reads all we sent and closes
-            // cleanly (or keeps the connection); one that had given up
-            // closed before, and our bytes reset the connection.
-            let taken = written && conn.close() != support::Ending::Reset;
+            // cleanly; one that gave up while it was on its way closes with
+            // it unread, which resets the connection.
+            let taken = !given_up && written && conn.close() != support::Ending::Reset;
             ledger.settle(i, taken);
             false
         }

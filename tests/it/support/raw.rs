@@ -124,6 +124,22 @@ impl RawConn<'_> {
         self.shared.record(request);
     }
 
+    /// Whether the client has closed its end, or reset the connection,
+    /// already: what is written now, it will not read. Looks without
+    /// waiting and without taking any byte.
+    pub(crate) fn client_gone(&self) -> bool {
+        if self.tcp.set_nonblocking(true).is_err() {
+            return false;
+        }
+        let gone = match self.tcp.peek(&mut [0u8; 1]) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => !nothing_yet(&e),
+        };
+        set_blocking(&self.tcp);
+        gone
+    }
+
     /// Writes `bytes`; false when the connection broke.
     pub(crate) fn write(&mut self, bytes: &[u8]) -> bool {
         self.tcp.write_all(bytes).is_ok()
