@@ -1,8 +1,8 @@
-//! Chaos (SPEC §3.5, §3.7–3.10): many messages, with retry on, against a
-//! server that, drawing from a seeded RNG for every request, answers
-//! normally or resets the connection, stalls past the client's timeout,
-//! answers 5xx, truncates a head or a 2xx body, closes idle connections,
-//! sends a stray `408` on an idle connection, or closes without answering.
+//! Chaos: many messages, with retry on, against a server that, drawing
+//! from a seeded RNG for every request, answers normally or resets the
+//! connection, stalls past the client's timeout, answers 5xx, truncates a
+//! head or a 2xx body, closes idle connections, sends a stray `408` on an
+//! idle connection, or closes without answering.
 //!
 //! At the end, every message ended exactly once (`accepted == delivered +
 //! failed`), and the server's log agrees: each id the client counts as
@@ -63,7 +63,8 @@ enum Chaos {
     CloseIdle,
     /// `204`, then after 0–2 ms an unsolicited `408` and close.
     Stray408,
-    /// Close without answering: EOF after the request (§3.7b).
+    /// Close without answering: an end of stream after the request, a
+    /// retryable `Io` failure (the server may have acted on it).
     NoAnswer,
 }
 

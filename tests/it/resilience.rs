@@ -1,13 +1,14 @@
-//! Retry and the circuit breaker (SPEC §3.10, §3.11) against the scripted
-//! loopback server: which failures are retried and how often, `Retry-After`,
-//! backoff that never stalls other messages, the breaker opening, failing
-//! fast, letting exactly one probe through after its reset timeout and
-//! closing or re-opening on the probe's answer, retries cut short by an
-//! open circuit, and TLS failures that are never retried.
+//! Retry and the circuit breaker against the scripted loopback server:
+//! which failures are retried and how often, `Retry-After`, backoff that
+//! never stalls other messages, the breaker opening, failing fast, letting
+//! exactly one probe through after its reset timeout and closing or
+//! re-opening on the probe's answer, retries cut short by an open circuit,
+//! and TLS failures that are never retried.
 //!
 //! The tests synchronise on events (requests arriving, handler calls,
 //! `flush`), not on sleeps. The only timed assertions are the lower bounds
-//! on the spacing a `Retry-After` asks for, which the spec requires. Two
+//! on the spacing a `Retry-After` asks for: a 5xx's `Retry-After` raises
+//! the backoff before its retry to at least that (up to `max_backoff`). Two
 //! tests rely on the client acting well within a window that is long on
 //! loopback: an open circuit's 1 s reset timeout
 //! (`failed_probe_reopens_the_circuit`) and a 1 s `flush` against retry
