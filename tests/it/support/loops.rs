@@ -26,7 +26,7 @@ const NAMING: Duration = Duration::from_secs(60);
 
 /// Starts `client`, never while another client starts through here.
 pub(crate) fn start(client: &Client) {
-    let _alone = lock(&STARTING);
+    let _one_at_a_time = lock(&STARTING);
     client.start();
 }
 
@@ -35,7 +35,7 @@ pub(crate) fn start(client: &Client) {
 /// loop threads, in loop order: the threads that appeared during the start
 /// and named themselves `notifier-{index}`. Linux only.
 pub(crate) fn start_finding_loops(client: &Client, loops: usize) -> Vec<PathBuf> {
-    let _alone = lock(&STARTING);
+    let _one_at_a_time = lock(&STARTING);
     let before = tasks();
     client.start();
     let mut found = Vec::new();
