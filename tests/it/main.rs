@@ -1,13 +1,14 @@
-//! The integration tests, one binary: a module per subject, all against the
-//! scripted loopback server of [`support`] (nginx's against a real nginx).
+//! The integration tests, one binary: a module per subject, each against
+//! the scripted loopback server of [`support`] but `nginx`, which runs a
+//! real nginx.
 //!
 //! The tests run in parallel threads of this one process, so none may rely
 //! on having the process to itself unless it says so:
 //!
 //! - a test that measures the whole process (`memory`: the resident set)
 //!   or loads the machine (`chaos`) runs alone, through `support::alone`;
-//!   every server and client support makes holds a share that keeps it out
-//!   meanwhile;
+//!   every server, and every client support builds, holds a share that
+//!   keeps such a test waiting, and is kept waiting by it;
 //! - clients start through `support::start` (as `support::started` does),
 //!   one at a time, so that `tuning` can tell its own client's event-loop
 //!   threads in `/proc/self/task` from the others' of the same name;
