@@ -57,7 +57,12 @@ fn allocations_for(builder: Builder) -> u64 {
 /// One test, so the two measurements never overlap in the shared counter.
 #[test]
 fn allocations_per_message_over_http_and_https() {
-    support::on_server_thread_start(alloc::exclude_this_thread);
+    assert!(
+        support::SERVER_THREAD_START
+            .set(alloc::exclude_this_thread)
+            .is_ok(),
+        "hook already set"
+    );
     alloc::enable();
 
     let server = Server::no_content();

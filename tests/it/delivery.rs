@@ -2,14 +2,13 @@
 //! once, as a well-formed POST, within the connection limit, from one or
 //! many producer threads.
 
-mod support;
-
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use notifier::Client;
-use support::{assert_all_delivered, notify_all, send_all, started, Request, Server};
+
+use crate::support::{assert_all_delivered, notify_all, send_all, started, Request, Server};
 
 const LONG: Duration = Duration::from_secs(60);
 

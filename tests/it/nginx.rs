@@ -8,8 +8,6 @@
 //! test says so loudly on stderr and passes, unless `NOTIFIER_REQUIRE_NGINX`
 //! is set (CI sets it, after installing both), in which case it fails.
 
-mod support;
-
 use std::fmt::Write as _;
 use std::fs;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -23,7 +21,8 @@ use notifier::{Builder, Client};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, RootCertStore};
-use support::{msg, notify_all, started, tls::HTTP_1_1};
+
+use crate::support::{msg, notify_all, started, tls::HTTP_1_1};
 
 /// Messages per protocol.
 const N: usize = 20_000;

@@ -3,16 +3,15 @@
 //! deadline, and a panicking error handler. After `stop`, every accepted
 //! message has been delivered or handed to the handler exactly once.
 
-mod support;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use notifier::{Client, FailureKind, Message, NotifyError};
-use support::{
+
+use crate::support::{
     assert_all_delivered, assert_each_id_once, id_of, msg, notify_all, notify_retrying, send_all,
-    started, Action, Server,
+    start, started, Action, Server,
 };
 
 const LONG: Duration = Duration::from_secs(60);
@@ -44,10 +43,10 @@ fn notify_before_start_hands_the_message_back() {
 fn notify_after_stop_hands_the_message_back() {
     let server = Server::no_content();
     let client = Client::new(&server.url()).expect("build");
-    client.start();
+    start(&client);
     client.notify("before").expect("notify");
     client.stop();
-    client.start(); // no effect: a stopped client cannot be restarted
+    start(&client); // no effect: a stopped client cannot be restarted
     match client.notify("after") {
         Err(NotifyError::Stopped(m)) => assert_eq!(m.as_bytes(), b"after"),
         other => panic!("expected Stopped, got {other:?}"),
@@ -68,7 +67,7 @@ fn notify_after_stop_hands_the_message_back() {
 fn start_and_stop_are_idempotent() {
     let server = Server::no_content();
     let (client, failures) = started(Client::builder(&server.url()));
-    client.start();
+    start(&client);
     notify_all(&client, 0..100);
     client.stop();
     client.stop();
@@ -217,7 +216,7 @@ fn panicking_handler_does_not_stop_delivery() {
             .build()
             .expect("build")
     };
-    client.start();
+    start(&client);
     for i in 0..N {
         notify_retrying(&client, format!("fail-{i}"));
         notify_retrying(&client, msg(i));

@@ -23,8 +23,8 @@ use rustls::{
     StreamOwned, SupportedProtocolVersion,
 };
 
-use super::{
-    drain_until_closed, Action, ConnInfo, Request, Script, Server, Shared, Stream, Upgrade,
+use super::server::{
+    lock, wait_closed, Action, ConnInfo, Request, Script, Server, Shared, Stream, Upgrade,
 };
 
 /// A handshake that makes no progress for this long drops the connection.
@@ -192,9 +192,7 @@ impl Handshakes {
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<Handshake>> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.0)
     }
 }
 
@@ -264,7 +262,7 @@ impl TlsServer {
     /// answers the handshake: it reads and discards until the client closes.
     pub(crate) fn silent() -> TlsServer {
         let upgrade: Box<Upgrade> = Box::new(|mut tcp, shared| {
-            drain_until_closed(&mut tcp, shared, None);
+            wait_closed(&mut tcp, shared, None);
             None
         });
         TlsServer {

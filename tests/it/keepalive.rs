@@ -2,13 +2,13 @@
 //! (per response, every N requests, when idle), slow and unusual but valid
 //! responses. None of these may cost a notification.
 
-mod support;
-
 use std::thread;
 use std::time::Duration;
 
 use notifier::Client;
-use support::{
+
+use crate::support;
+use crate::support::{
     assert_all_delivered, assert_each_id_once, deliver_across_idle_closes, msg, notify_all,
     response, started, Action, Server,
 };

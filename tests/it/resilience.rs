@@ -1,19 +1,18 @@
-//! Retry and the circuit breaker (SPEC §3.10, §3.11) against the scripted
-//! loopback server: which failures are retried and how often, `Retry-After`,
-//! backoff that never stalls other messages, the breaker opening, failing
-//! fast, letting exactly one probe through after its reset timeout and
-//! closing or re-opening on the probe's answer, retries cut short by an
-//! open circuit, and TLS failures that are never retried.
+//! Retry and the circuit breaker against the scripted loopback server:
+//! which failures are retried and how often, `Retry-After`, backoff that
+//! never stalls other messages, the breaker opening, failing fast, letting
+//! exactly one probe through after its reset timeout and closing or
+//! re-opening on the probe's answer, retries cut short by an open circuit,
+//! and TLS failures that are never retried.
 //!
 //! The tests synchronise on events (requests arriving, handler calls,
 //! `flush`), not on sleeps. The only timed assertions are the lower bounds
-//! on the spacing a `Retry-After` asks for, which the spec requires. Two
+//! on the spacing a `Retry-After` asks for: a 5xx's `Retry-After` raises
+//! the backoff before its retry to at least that (up to `max_backoff`). Two
 //! tests rely on the client acting well within a window that is long on
 //! loopback: an open circuit's 1 s reset timeout
 //! (`failed_probe_reopens_the_circuit`) and a 1 s `flush` against retry
 //! backoffs drawn up to 5 s (`open_circuit_cuts_retry_backoff_short`).
-
-mod support;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -21,10 +20,12 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use notifier::{CircuitBreakerConfig, CircuitState, Client, FailureKind, RetryConfig, Stats};
-use support::tls::{TestCa, TlsServer};
-use support::{
-    id_of, msg, notify_all, quick_retry, response, started, wait_until, Action, Failure, Failures,
-    Server,
+
+use crate::support;
+use crate::support::tls::{TestCa, TlsServer};
+use crate::support::{
+    id_of, msg, notify_all, quick_retry, response, start, started, wait_until, Action, Failure,
+    Failures, Server,
 };
 
 const LONG: Duration = Duration::from_secs(60);
@@ -662,7 +663,7 @@ fn a_late_success_does_not_close_an_open_circuit() {
         .error_handler(failures.handler())
         .build()
         .expect("build");
-    client.start();
+    start(&client);
     client.notify(msg(0)).expect("notify");
     assert!(wait_until(LONG, || zero_arrived.load(Ordering::SeqCst)));
     notify_all(&client, 1..4);
@@ -733,7 +734,7 @@ fn a_retry_during_half_open_is_refused() {
         .error_handler(failures.handler())
         .build()
         .expect("build");
-    client.start();
+    start(&client);
     client.notify(msg(0)).expect("notify");
     assert!(wait_until(LONG, || r_requests.load(Ordering::SeqCst) == 1));
     notify_all(&client, 1..4);

@@ -5,14 +5,13 @@
 //! retryable, nothing sent) and a handshake the server never answers
 //! (`Timeout`).
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use notifier::{Builder, Client, FailureKind};
 use rustls::ProtocolVersion;
-use support::tls::{TestCa, TlsServer, HTTP_1_1};
-use support::{deliver_across_idle_closes, send_all, started, wait_until, Action, Failure};
+
+use crate::support::tls::{TestCa, TlsServer, HTTP_1_1};
+use crate::support::{deliver_across_idle_closes, send_all, started, wait_until, Action, Failure};
 
 const LONG: Duration = Duration::from_secs(60);
 

@@ -3,13 +3,12 @@
 //! right kind, and the client goes on delivering afterwards. Also the
 //! configurations `build` must refuse.
 
-mod support;
-
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use notifier::{BuildError, Client, FailureKind};
-use support::{notify_all, response, started, Action, Failures, Server};
+
+use crate::support::{notify_all, response, started, Action, Failures, Server};
 
 const LONG: Duration = Duration::from_secs(60);
 

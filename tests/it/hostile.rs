@@ -1,25 +1,23 @@
-//! Hostile servers (SPEC §3.5, §3.7–3.9, §3.12): connections reset in the
-//! middle of a response, closed after the request was written on a reused
-//! connection, stray bytes on idle connections, broken chunked framing,
-//! smuggling-shaped and invalid `Content-Length`s, endless interim
-//! responses, headers trickled past the timeout, bodies past the 1 MiB the
-//! client reads, a server that never reads the request, and one that closes
-//! every few requests.
+//! Hostile servers: connections reset in the middle of a response, closed
+//! after the request was written on a reused connection, stray bytes on
+//! idle connections, broken chunked framing, smuggling-shaped and invalid
+//! `Content-Length`s, endless interim responses, headers trickled past the
+//! timeout, bodies past the 1 MiB the client reads, a server that never
+//! reads the request, and one that closes every few requests.
 //!
 //! Every test checks that nothing was lost and nothing reported twice:
 //! `accepted == delivered + failed`, each id either answered with a 2xx by
-//! the server or given to the error handler, once; and the outcome the spec
-//! asks for (delivered or the failure kind, and whether the connection was
-//! reused, read from the server's connection indexes).
-
-mod support;
+//! the server or given to the error handler, once; and the outcome the
+//! client's rules give (delivered or the failure kind, and whether the
+//! connection was reused, read from the server's connection indexes).
 
 use std::error::Error as _;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use notifier::{Builder, Client, FailureKind, ProtocolError};
-use support::{
+
+use crate::support::{
     assert_all_delivered, assert_each_ended, id_of, msg, notify_all, quick_retry, response,
     send_all, started, wait_until, Action, Failure, Failures, RawConn, Server, Step, NO_CONTENT,
 };
@@ -208,7 +206,11 @@ fn reset_mid_response_is_retried_and_delivered() {
     assert_eq!(seen(&server), [(0, 0), (0, 1), (1, 1)]);
 }
 
-// ------------------------------------- EOF after the request (§3.7b)
+// ------------------------------------------------ EOF after the request
+//
+// A request written and then met by an end of stream before any response
+// byte is a retryable `Io` failure: the server may have acted on it, so
+// the client does not send it again by itself; a retry policy may.
 
 /// A server that closes its first connection, without answering, when its
 /// second request arrives; everything else gets 204.
@@ -244,7 +246,10 @@ fn eof_after_the_request_on_a_reused_connection_is_retried() {
     assert_eq!(seen(&server), [(0, 0), (1, 0), (1, 1), (2, 1)]);
 }
 
-// ------------------------------------------- idle connections (§3.7)
+// ----------------------------------------------------- idle connections
+//
+// An idle kept-alive connection that shows an end of stream or a stray
+// byte cannot carry another request: the client drops it before reuse.
 
 /// Sends one message to a server that answers it with `204` and then does
 /// `later` on the idle connection; checks that the client drops the
@@ -379,7 +384,12 @@ fn bad_chunk_sizes_on_a_500_are_a_status_failure() {
     }
 }
 
-// ----------------------------------------------- framing (§3.8, §3.12)
+// --------------------------------------------------------------- framing
+//
+// A head whose framing cannot be trusted (`Content-Length`s that disagree
+// or carry a sign, `Transfer-Encoding` in HTTP/1.0, more than ten interim
+// responses) is a retryable `Protocol` failure. `chunked` wins over a
+// `Content-Length` beside it, and that connection is not reused.
 
 #[test]
 fn content_length_with_chunked_is_delivered_and_the_connection_dropped() {
@@ -460,7 +470,10 @@ fn eleven_100_continue_are_a_protocol_failure() {
     );
 }
 
-// ------------------------------------------------------- timeouts (§3.9)
+// -------------------------------------------------------------- timeouts
+//
+// One deadline bounds each attempt, however slowly the bytes come or go:
+// connecting, writing the request and reading the response.
 
 #[test]
 fn headers_trickled_past_the_timeout_time_out() {
@@ -520,7 +533,10 @@ fn a_server_that_never_reads_times_out() {
     assert_eq!(server.request_count(), 0);
 }
 
-// ------------------------------------------------- bodies (§3.8, §3.12)
+// ---------------------------------------------------------------- bodies
+//
+// A 2xx is delivered by its status. The client reads at most 1 MiB of its
+// body, and closes a connection whose body runs past that.
 
 #[test]
 fn a_2xx_body_past_1_mib_is_delivered_and_the_connection_closed() {
@@ -545,7 +561,7 @@ fn a_2xx_body_of_exactly_1_mib_keeps_the_connection() {
     assert_eq!(seen(&server), [(0, 0), (1, 0)]);
 }
 
-// ------------------------------------ closing every N requests (§3.7)
+// ---------------------------------------------- closing every N requests
 
 #[test]
 fn a_server_closing_every_third_request_loses_nothing() {
@@ -568,14 +584,14 @@ fn a_server_closing_every_third_request_loses_nothing() {
 #[test]
 fn a_server_silently_closing_every_third_request_loses_nothing_with_retry() {
     // The third answer does not say close; the FIN follows it at once. A
-    // request sent before the client saw the FIN fails with `Io` (§3.7b)
-    // and is re-sent by the retry policy after its backoff. The re-send
-    // can itself land right after a later connection's third answer and
-    // meet the same race (about 1 in 50 closes idle, more under load, and
-    // then only if it is the request sent in that gap), so 8 attempts
-    // make losing a message need 8 such hits in a row. None may wait for
-    // the timeout: the EOF always comes, with the answer or right after
-    // the request.
+    // request sent before the client saw the FIN fails with `Io` (written,
+    // then an end of stream before any response byte) and is re-sent by
+    // the retry policy after its backoff. The re-send can itself land right
+    // after a later connection's third answer and meet the same race
+    // (about 1 in 50 closes idle, more under load, and then only if it is
+    // the request sent in that gap), so 8 attempts make losing a message
+    // need 8 such hits in a row. None may wait for the timeout: the EOF
+    // always comes, with the answer or right after the request.
     let server = Server::start(|_, info| {
         if info.nth == 2 {
             Action::ReplyAndClose(NO_CONTENT.to_vec())

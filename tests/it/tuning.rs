@@ -2,19 +2,17 @@
 //! `spin` keeps loops from parking, `pin_threads` pins them to cores,
 //! `batch_scheduling` keeps woken loops from preempting their callers.
 
-mod support;
-
+use std::path::Path;
 use std::thread;
 use std::time::Duration;
 
 use notifier::{Builder, Client};
-use support::{assert_all_delivered, msg, notify_all, Failures, Server};
+
+use crate::support::{
+    assert_all_delivered, built, msg, notify_all, start_finding_loops, started, Server,
+};
 
 const LONG: Duration = Duration::from_secs(60);
-
-fn started(builder: Builder) -> (Client, Failures) {
-    support::started(builder)
-}
 
 /// Sends `n` messages one at a time, each after the previous one was
 /// delivered and a short pause, so a loop that parks when idle is parked
@@ -75,53 +73,48 @@ fn spinning_loops_need_no_wake_ups() {
     assert!(wakeups <= 1, "{wakeups} wake-ups while the loop spins");
 }
 
-/// A file of procfs's directory for the thread of this process named
-/// `name`.
-fn task_file(name: &str, file: &str) -> Option<String> {
-    for task in std::fs::read_dir("/proc/self/task").ok()? {
-        let dir = task.ok()?.path();
-        let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
-        if comm.trim_end() == name {
-            return std::fs::read_to_string(dir.join(file)).ok();
-        }
-    }
-    None
-}
-
-/// The CPUs the thread named `name` may run on.
-fn cpus_allowed(name: &str) -> Option<String> {
-    task_file(name, "status")?
+/// The CPUs the thread whose procfs directory is `task` may run on.
+fn cpus_allowed(task: &Path) -> Option<String> {
+    std::fs::read_to_string(task.join("status"))
+        .ok()?
         .lines()
         .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
         .map(|v| v.trim().to_owned())
 }
 
-/// The scheduling policy of the thread named `name`: field 41 of its
-/// `stat`, counted after the parenthesised command name (which may hold
-/// spaces) as field 2.
-fn policy(name: &str) -> Option<u32> {
-    let stat = task_file(name, "stat")?;
+/// The scheduling policy of the thread whose procfs directory is `task`:
+/// field 41 of its `stat`, counted after the parenthesised command name
+/// (which may hold spaces) as field 2.
+fn policy(task: &Path) -> Option<u32> {
+    let stat = std::fs::read_to_string(task.join("stat")).ok()?;
     let after_comm = &stat[stat.rfind(')')? + 1..];
     after_comm.split_whitespace().nth(41 - 3)?.parse().ok()
 }
 
 /// Runs `builder`'s client with `loops` event loops and one slot each,
 /// reads `what` of its last loop's thread with `read` while the client
-/// runs, then checks that 100 messages were delivered. Tests in this
-/// binary run at once; each gives its own loop count, so the last loop's
-/// name (`notifier-{loops - 1}`) is its client's alone.
+/// runs, then checks that 100 messages were delivered. The thread is found
+/// as the one its start added (see [`start_finding_loops`]): other tests'
+/// clients name their loops alike.
 fn read_last_loop<T>(
     builder: Builder,
     server: &Server,
     loops: usize,
     what: &str,
-    read: impl Fn(&str) -> Option<T>,
+    read: impl Fn(&Path) -> Option<T>,
 ) -> T {
-    let (client, failures) = started(builder.workers(loops).threads(loops));
+    let (client, failures) = built(builder.workers(loops).threads(loops));
+    let threads = start_finding_loops(&client, loops);
     notify_all(&client, 0..100);
     assert!(client.flush(LONG));
-    let name = format!("notifier-{}", loops - 1);
-    let value = read(&name).unwrap_or_else(|| panic!("no {what} for loop thread {name} in /proc"));
+    let last = &threads[loops - 1];
+    let value = read(last).unwrap_or_else(|| {
+        panic!(
+            "no {what} for loop thread notifier-{} in {}",
+            loops - 1,
+            last.display()
+        )
+    });
     client.stop();
     assert_all_delivered(&client, &failures, server, 100);
     value
@@ -132,7 +125,6 @@ fn pinned_loops_run_on_one_core_each() {
     if !cfg!(target_os = "linux") {
         return;
     }
-    // Only this test has a third loop (`notifier-2`).
     let server = Server::no_content();
     let builder = Client::builder(&server.url()).pin_threads(true);
     let allowed = read_last_loop(builder, &server, 3, "allowed CPUs", cpus_allowed);
@@ -149,8 +141,6 @@ fn loops_run_under_sched_batch_unless_turned_off() {
     }
     const SCHED_OTHER: u32 = 0;
     const SCHED_BATCH: u32 = 3;
-    // Only this test has a fourth loop (`notifier-3`); its two clients
-    // run one after the other.
     for (on, expected) in [(None, SCHED_BATCH), (Some(false), SCHED_OTHER)] {
         let server = Server::no_content();
         let mut builder = Client::builder(&server.url());

@@ -1,0 +1,34 @@
+//! The integration tests, one binary: a module per subject, each against
+//! the scripted loopback server of [`support`] but `nginx`, which runs a
+//! real nginx.
+//!
+//! The tests run in parallel threads of this one process, so none may rely
+//! on having the process to itself unless it says so:
+//!
+//! - a test that measures the whole process (`memory`: the resident set)
+//!   or loads the machine (`chaos`) runs alone, through `support::alone`;
+//!   every server, and every client support builds, holds a share that
+//!   keeps such a test waiting, and is kept waiting by it;
+//! - clients start through `support::start` (as `support::started` does),
+//!   one at a time, so that `tuning` can tell its own client's event-loop
+//!   threads in `/proc/self/task` from the others' of the same name;
+//! - nothing here sets environment variables, signal handlers, the panic
+//!   hook or `support::SERVER_THREAD_START`: `chaos` and `nginx` only read
+//!   variables.
+//!
+//! `tests/alloc.rs` stays a binary of its own: its global allocator counts
+//! every allocation of the process.
+
+mod support;
+
+mod chaos;
+mod delivery;
+mod failures;
+mod hostile;
+mod keepalive;
+mod lifecycle;
+mod memory;
+mod nginx;
+mod resilience;
+mod tls;
+mod tuning;
