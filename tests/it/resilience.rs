@@ -17,14 +17,14 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use notifier::{CircuitBreakerConfig, CircuitState, Client, FailureKind, RetryConfig, Stats};
 
 use crate::support;
 use crate::support::tls::{TestCa, TlsServer};
 use crate::support::{
-    id_of, msg, notify_all, quick_retry, response, start, started, wait_until, Action, Failure,
+    id_of, msg, notify_all, quick_retry, response, started, wait_until, Action, Failure,
     Failures, Server,
 };
 
@@ -185,48 +185,6 @@ fn retry_after_seconds_raises_the_backoff() {
         gap >= Duration::from_millis(900),
         "second attempt {gap:?} after the first"
     );
-}
-
-#[test]
-fn retry_after_date_raises_the_backoff() {
-    // Three seconds ahead, at one-second resolution: at least two seconds
-    // from when the client reads it, give or take the clock's tick.
-    let date = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(3));
-    let gap = spacing_asked_by_retry_after(date, Duration::from_secs(10));
-    assert!(
-        gap >= Duration::from_millis(1_500),
-        "second attempt {gap:?} after the first"
-    );
-}
-
-#[test]
-fn retry_after_is_capped_by_max_backoff() {
-    // An hour asked for, 50 ms allowed: the retry comes long before the
-    // hour (stop would otherwise wait for it).
-    let server = Server::start(move |_, info| {
-        if info.total == 0 {
-            unavailable(&[("Retry-After", "3600")])
-        } else {
-            Action::no_content()
-        }
-    });
-    let retry = RetryConfig::default()
-        .max_attempts(3)
-        .initial_backoff(Duration::from_millis(10))
-        .max_backoff(Duration::from_millis(50));
-    let (client, failures) = started(
-        Client::builder(&server.url())
-            .retry(retry)
-            .shutdown_timeout(LONG),
-    );
-    client.notify(msg(0)).expect("notify");
-    assert!(client.flush(LONG), "{:?}", client.stats());
-    client.stop();
-
-    failures.assert_none();
-    let stats = assert_balanced(&client);
-    assert_eq!((stats.delivered, stats.retried), (1, 1), "{stats:?}");
-    assert_eq!(ids(&server), [0, 0]);
 }
 
 #[test]
@@ -535,42 +493,6 @@ fn successful_probe_closes_the_circuit() {
 }
 
 #[test]
-fn failed_probe_reopens_the_circuit() {
-    let reset = Duration::from_secs(1);
-    let server = ProbeServer::start(server_error(), Duration::from_millis(100), server_error());
-    let (client, failures) = started(
-        Client::builder(&server.server.url())
-            .workers(4)
-            .circuit_breaker(breaker(3, reset)),
-    );
-    let got = probe_with(&client, &failures, &server, 10);
-    // The probe failed with its 500; the other nine were refused.
-    assert_eq!(got.len(), 10, "{got:?}");
-    assert_eq!(
-        got.iter()
-            .filter(|f| f.error.kind() == FailureKind::Status)
-            .count(),
-        1,
-        "{got:?}"
-    );
-    assert_eq!(server.server.request_count(), 4);
-    // Open again, for another reset timeout: what follows right away fails
-    // fast and reaches nobody.
-    assert_eq!(client.stats().circuit, CircuitState::Open);
-    notify_all(&client, 13..33);
-    assert!(client.flush(LONG), "{:?}", client.stats());
-    assert_eq!(server.server.request_count(), 4);
-    let got = failures.take();
-    assert_eq!(got.len(), 20, "{got:?}");
-    for failure in &got {
-        assert_circuit_open(failure);
-    }
-    client.stop();
-    let stats = assert_balanced(&client);
-    assert_eq!((stats.delivered, stats.failed), (0, 33), "{stats:?}");
-}
-
-#[test]
 fn half_open_lets_one_request_through_across_all_slots() {
     // Ten slots over several loops and a queue of 50 messages when the
     // reset timeout has passed: while the slow probe is in flight, no other
@@ -636,171 +558,3 @@ fn open_circuit_cuts_retry_backoff_short() {
     assert!(server.request_count() >= 2, "{stats:?}");
 }
 
-#[test]
-fn a_late_success_does_not_close_an_open_circuit() {
-    // Message 0's request is answered 204 only once the circuit has opened
-    // behind its back (three 500s for messages 1 to 3 on other slots). Its
-    // ticket is from before the transition: delivered, but the circuit
-    // stays open.
-    let failures = Failures::new();
-    let zero_arrived = Arc::new(AtomicBool::new(false));
-    let server = {
-        let failures = failures.clone();
-        let zero_arrived = Arc::clone(&zero_arrived);
-        Server::start(move |request, _| {
-            if id_of(&request.body) == 0 {
-                zero_arrived.store(true, Ordering::SeqCst);
-                assert!(failures.wait_for(3, LONG), "the circuit never opened");
-                Action::no_content()
-            } else {
-                server_error()
-            }
-        })
-    };
-    let client = Client::builder(&server.url())
-        .workers(4)
-        .circuit_breaker(breaker(3, LONG))
-        .error_handler(failures.handler())
-        .build()
-        .expect("build");
-    start(&client);
-    client.notify(msg(0)).expect("notify");
-    assert!(wait_until(LONG, || zero_arrived.load(Ordering::SeqCst)));
-    notify_all(&client, 1..4);
-    assert!(client.flush(LONG), "{:?}", client.stats());
-
-    let stats = client.stats();
-    assert_eq!((stats.delivered, stats.failed), (1, 3), "{stats:?}");
-    assert_eq!(
-        stats.circuit,
-        CircuitState::Open,
-        "a stale success closed it"
-    );
-    for failure in failures.take() {
-        assert_status(&failure, 500);
-    }
-    // Still open: the next message is refused.
-    client.notify(msg(4)).expect("notify");
-    client.stop();
-    let got = failures.take();
-    assert_eq!(got.len(), 1, "{got:?}");
-    assert_circuit_open(&got[0]);
-    assert_balanced(&client);
-    assert_eq!(server.request_count(), 4);
-}
-
-#[test]
-fn a_retry_during_half_open_is_refused() {
-    // Message 0 (R) is in flight, answered only once the probe (message 4,
-    // P) has reached the server: its late 503 comes while the circuit is
-    // half-open with the probe in flight. It must not re-open the circuit
-    // (its ticket is stale), and its retry must ask the breaker and be
-    // refused rather than go out beside the probe. The probe is answered
-    // once R has ended (or came back), and closes the circuit.
-    let failures = Failures::new();
-    let probe_arrived = Arc::new(AtomicBool::new(false));
-    let r_requests = Arc::new(AtomicUsize::new(0));
-    let server = {
-        let failures = failures.clone();
-        let probe_arrived = Arc::clone(&probe_arrived);
-        let r_requests = Arc::clone(&r_requests);
-        Server::start(move |request, _| match id_of(&request.body) {
-            0 => {
-                if r_requests.fetch_add(1, Ordering::SeqCst) > 0 {
-                    return Action::no_content();
-                }
-                assert!(
-                    wait_until(LONG, || probe_arrived.load(Ordering::SeqCst)),
-                    "no probe"
-                );
-                unavailable(&[])
-            }
-            1..=3 => server_error(),
-            4 => {
-                probe_arrived.store(true, Ordering::SeqCst);
-                let r_done = || {
-                    r_requests.load(Ordering::SeqCst) > 1 || failures.contains(msg(0).as_bytes())
-                };
-                assert!(wait_until(LONG, r_done), "message 0 never ended");
-                Action::no_content()
-            }
-            _ => Action::no_content(),
-        })
-    };
-    let client = Client::builder(&server.url())
-        .workers(4)
-        .retry(quick_retry(3))
-        .circuit_breaker(breaker(3, Duration::from_millis(100)))
-        .error_handler(failures.handler())
-        .build()
-        .expect("build");
-    start(&client);
-    client.notify(msg(0)).expect("notify");
-    assert!(wait_until(LONG, || r_requests.load(Ordering::SeqCst) == 1));
-    notify_all(&client, 1..4);
-    assert!(failures.wait_for(3, LONG), "{:?}", client.stats());
-    assert!(
-        wait_until(LONG, || client.stats().circuit == CircuitState::HalfOpen),
-        "{:?}",
-        client.stats()
-    );
-    client.notify(msg(4)).expect("notify");
-    assert!(client.flush(LONG), "{:?}", client.stats());
-
-    let got = failures.take();
-    assert_eq!(got.len(), 4, "{got:?}");
-    let r = got
-        .iter()
-        .find(|f| id_of(f.error.message()) == 0)
-        .expect("message 0 failed");
-    assert_eq!(r.error.kind(), FailureKind::CircuitOpen, "{}", r.error);
-    // The 503, then the retry the breaker refused.
-    assert_eq!(r.error.attempts(), 2, "{}", r.error);
-    assert_eq!(r_requests.load(Ordering::SeqCst), 1, "R's retry went out");
-    let stats = client.stats();
-    assert_eq!(stats.delivered, 1, "the probe was not delivered: {stats:?}");
-    assert_eq!(
-        stats.circuit,
-        CircuitState::Closed,
-        "the probe's success did not close the circuit"
-    );
-    client.stop();
-    assert_balanced(&client);
-}
-
-#[test]
-fn a_4xx_probe_releases_the_probe() {
-    // A probe answered 400 counts neither way: the circuit neither closes
-    // nor waits out another reset timeout; the next attempt is a new probe.
-    let server = Server::start(|_, info| match info.total {
-        0..=2 => server_error(),
-        3 => Action::Reply(response(400, "Bad Request", &[], b"no")),
-        _ => Action::no_content(),
-    });
-    let (client, failures) = started(
-        Client::builder(&server.url())
-            .workers(1)
-            .circuit_breaker(breaker(3, Duration::from_millis(100))),
-    );
-    trip(&client, &failures, 3);
-    failures.take();
-    assert!(
-        wait_until(LONG, || client.stats().circuit == CircuitState::HalfOpen),
-        "{:?}",
-        client.stats()
-    );
-    client.notify(msg(3)).expect("notify");
-    assert!(client.flush(LONG), "{:?}", client.stats());
-    let got = failures.take();
-    assert_eq!(got.len(), 1, "{got:?}");
-    assert_status(&got[0], 400);
-    assert_eq!(client.stats().circuit, CircuitState::HalfOpen);
-
-    client.notify(msg(4)).expect("notify");
-    client.stop();
-    failures.assert_none();
-    let stats = assert_balanced(&client);
-    assert_eq!((stats.delivered, stats.failed), (1, 4), "{stats:?}");
-    assert_eq!(stats.circuit, CircuitState::Closed);
-    assert_eq!(ids(&server), [0, 1, 2, 3, 4]);
-}

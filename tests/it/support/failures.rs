@@ -62,11 +62,6 @@ impl Failures {
         failure
     }
 
-    /// Whether a failure of `message` was recorded (and not taken).
-    pub(crate) fn contains(&self, message: &[u8]) -> bool {
-        self.lock().iter().any(|f| f.error.message() == message)
-    }
-
     /// Waits until at least `n` failures were recorded; false at `timeout`.
     pub(crate) fn wait_for(&self, n: usize, timeout: Duration) -> bool {
         wait_until(timeout, || self.len() >= n)
