@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use notifier::{BuildError, Client, FailureKind};
 
-use crate::support::{notify_all, response, started, Action, Failures, Server};
+use crate::support::{build, notify_all, response, started, Action, Failures, Server};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -209,7 +209,7 @@ fn too_many_headers_are_a_protocol_failure() {
 }
 
 fn build_error(builder: notifier::Builder) -> BuildError {
-    match builder.build() {
+    match build(builder) {
         Ok(_) => panic!("build accepted an invalid configuration"),
         Err(e) => e,
     }
@@ -217,9 +217,7 @@ fn build_error(builder: notifier::Builder) -> BuildError {
 
 #[test]
 fn tabs_in_header_values_are_allowed() {
-    let client = Client::builder("http://127.0.0.1:9/")
-        .header("X-Tabbed", "a\tb")
-        .build();
+    let client = build(Client::builder("http://127.0.0.1:9/").header("X-Tabbed", "a\tb"));
     assert!(client.is_ok(), "{:?}", client.err());
 }
 
@@ -271,11 +269,12 @@ fn invalid_headers_are_refused_at_build() {
         );
     }
     // A valid configuration still builds.
-    Client::builder(url)
-        .header("X-Fine", "tab\tand spaces ok")
-        .content_type("application/json; charset=utf-8")
-        .build()
-        .expect("a valid configuration");
+    build(
+        Client::builder(url)
+            .header("X-Fine", "tab\tand spaces ok")
+            .content_type("application/json; charset=utf-8"),
+    )
+    .expect("a valid configuration");
 }
 
 #[test]

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use notifier::{Client, FailureKind, Message, NotifyError};
 
 use crate::support::{
-    assert_all_delivered, assert_each_id_once, id_of, msg, notify_all, notify_retrying, send_all,
-    start, started, Action, Server,
+    assert_all_delivered, assert_each_id_once, build, id_of, msg, notify_all, notify_retrying,
+    send_all, started, Action, Server,
 };
 
 const LONG: Duration = Duration::from_secs(60);
@@ -25,7 +25,7 @@ fn client_is_send_and_sync() {
 #[test]
 fn notify_before_start_hands_the_message_back() {
     let server = Server::no_content();
-    let client = Client::new(&server.url()).expect("build");
+    let client = build(Client::builder(&server.url())).expect("build");
     let original = Message::from(vec![9u8, 8, 7]);
     match client.notify(original.clone()) {
         Err(e @ NotifyError::NotStarted(_)) => {
@@ -42,11 +42,11 @@ fn notify_before_start_hands_the_message_back() {
 #[test]
 fn notify_after_stop_hands_the_message_back() {
     let server = Server::no_content();
-    let client = Client::new(&server.url()).expect("build");
-    start(&client);
+    let client = build(Client::builder(&server.url())).expect("build");
+    client.start();
     client.notify("before").expect("notify");
     client.stop();
-    start(&client); // no effect: a stopped client cannot be restarted
+    client.start(); // no effect: a stopped client cannot be restarted
     match client.notify("after") {
         Err(NotifyError::Stopped(m)) => assert_eq!(m.as_bytes(), b"after"),
         other => panic!("expected Stopped, got {other:?}"),
@@ -67,7 +67,7 @@ fn notify_after_stop_hands_the_message_back() {
 fn start_and_stop_are_idempotent() {
     let server = Server::no_content();
     let (client, failures) = started(Client::builder(&server.url()));
-    start(&client);
+    client.start();
     notify_all(&client, 0..100);
     client.stop();
     client.stop();
@@ -207,16 +207,17 @@ fn panicking_handler_does_not_stop_delivery() {
     let calls = Arc::new(AtomicUsize::new(0));
     let client = {
         let calls = Arc::clone(&calls);
-        Client::builder(&server.url())
-            .workers(1)
-            .error_handler(move |e| {
-                calls.fetch_add(1, Ordering::SeqCst);
-                panic!("handler panics on purpose: {e}");
-            })
-            .build()
-            .expect("build")
+        build(
+            Client::builder(&server.url())
+                .workers(1)
+                .error_handler(move |e| {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    panic!("handler panics on purpose: {e}");
+                }),
+        )
+        .expect("build")
     };
-    start(&client);
+    client.start();
     for i in 0..N {
         notify_retrying(&client, format!("fail-{i}"));
         notify_retrying(&client, msg(i));

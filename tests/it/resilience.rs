@@ -24,8 +24,8 @@ use notifier::{CircuitBreakerConfig, CircuitState, Client, FailureKind, RetryCon
 use crate::support;
 use crate::support::tls::{TestCa, TlsServer};
 use crate::support::{
-    id_of, msg, notify_all, quick_retry, response, started, wait_until, Action, Failure,
-    Failures, Server,
+    id_of, msg, notify_all, quick_retry, response, started, wait_until, Action, Failure, Failures,
+    Server,
 };
 
 const LONG: Duration = Duration::from_secs(60);
@@ -557,4 +557,3 @@ fn open_circuit_cuts_retry_backoff_short() {
     assert_eq!((stats.delivered, stats.failed), (0, 10), "{stats:?}");
     assert!(server.request_count() >= 2, "{stats:?}");
 }
-

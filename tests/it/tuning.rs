@@ -9,7 +9,7 @@ use std::time::Duration;
 use notifier::{Builder, Client};
 
 use crate::support::{
-    assert_all_delivered, built, msg, notify_all, start_finding_loops, started, Server,
+    assert_all_delivered, build_finding_loops, msg, notify_all, recording, started, Server,
 };
 
 const LONG: Duration = Duration::from_secs(60);
@@ -94,7 +94,7 @@ fn policy(task: &Path) -> Option<u32> {
 /// Runs `builder`'s client with `loops` event loops and one slot each,
 /// reads `what` of its last loop's thread with `read` while the client
 /// runs, then checks that 100 messages were delivered. The thread is found
-/// as the one its start added (see [`start_finding_loops`]): other tests'
+/// as the one its build added (see [`build_finding_loops`]): other tests'
 /// clients name their loops alike.
 fn read_last_loop<T>(
     builder: Builder,
@@ -103,8 +103,9 @@ fn read_last_loop<T>(
     what: &str,
     read: impl Fn(&Path) -> Option<T>,
 ) -> T {
-    let (client, failures) = built(builder.workers(loops).threads(loops));
-    let threads = start_finding_loops(&client, loops);
+    let (builder, failures) = recording(builder.workers(loops).threads(loops));
+    let (client, threads) = build_finding_loops(builder, loops);
+    client.start();
     notify_all(&client, 0..100);
     assert!(client.flush(LONG));
     let last = &threads[loops - 1];

@@ -6,8 +6,8 @@
 //! first, which waits until no other test holds a [`Share`], and while it
 //! runs no other test gets one. Every other test holds a share without
 //! asking for it: each [`Server`](super::Server) holds one while it lives,
-//! and so does each client that [`built`](super::built) (or
-//! [`started`](super::started)) made. A share never waits unless a test
+//! and so does each client that [`started`](super::started) or
+//! [`recording`](super::recording) made. A share never waits unless a test
 //! runs alone, so shares cannot deadlock each other; a test that waits to
 //! run alone may wait until the others have finished.
 

@@ -9,7 +9,7 @@ use notifier::{Builder, Client, Message, NotifyError, RetryConfig};
 
 use super::alone::share;
 use super::failures::{assert_all_delivered, Failures};
-use super::loops::start;
+use super::loops::build;
 use super::server::Server;
 
 /// Retry with up to `max_attempts` attempts and backoffs of a few
@@ -74,27 +74,30 @@ pub(crate) fn notify_all(client: &Client, ids: Range<usize>) {
     }
 }
 
-/// Builds `builder` with a new [`Failures`] as its error handler; the
-/// client is not started. It holds a [`share`] (in its handler) while it
-/// lives.
-pub(crate) fn built(builder: Builder) -> (Client, Failures) {
+/// `builder` with a new [`Failures`] as its error handler. The client it
+/// builds holds a [`share`] (in its handler) while it lives.
+pub(crate) fn recording(builder: Builder) -> (Builder, Failures) {
     let failures = Failures::new();
     let record = failures.handler();
     let share = share();
-    let client = builder
-        .error_handler(move |error| {
-            let _held_while_the_client_lives = &share;
-            record(error)
-        })
-        .build()
-        .expect("build");
-    (client, failures)
+    let builder = builder.error_handler(move |error| {
+        let _held_while_the_client_lives = &share;
+        record(error)
+    });
+    (builder, failures)
 }
 
-/// [`built`], and the client started (with [`start`]).
+/// Builds (with [`build`]) `builder` with a new [`Failures`] as its error
+/// handler; the client is not started.
+fn built(builder: Builder) -> (Client, Failures) {
+    let (builder, failures) = recording(builder);
+    (build(builder).expect("build"), failures)
+}
+
+/// [`built`], and the client started.
 pub(crate) fn started(builder: Builder) -> (Client, Failures) {
     let (client, failures) = built(builder);
-    start(&client);
+    client.start();
     (client, failures)
 }
 

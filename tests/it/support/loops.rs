@@ -1,11 +1,12 @@
-//! Client starts, one at a time, and a client's own event-loop threads.
+//! Client builds, one at a time, and a client's own event-loop threads.
 //!
 //! Every client names its loop threads `notifier-0`, `notifier-1`, and so
-//! on: by name alone, a test cannot tell its client's loops from those of
-//! the clients other tests run in the same process at the same time. While
-//! every client starts through [`start`] (as [`started`](super::started)
-//! does), no two starts overlap, so the threads that appear during one start
-//! and take a loop's name are that client's.
+//! on, and spawns them when it is built: by name alone, a test cannot tell
+//! its client's loops from those of the clients other tests build in the
+//! same process at the same time. While every client is built through
+//! [`build`] (as [`started`](super::started) does), no two builds overlap, so
+//! the threads that appear during one build and take a loop's name are that
+//! client's.
 
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -13,31 +14,32 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use notifier::Client;
+use notifier::{BuildError, Builder, Client};
 
 use super::drive::wait_until;
 use super::server::lock;
 
-/// Held while a client starts.
-static STARTING: Mutex<()> = Mutex::new(());
+/// Held while a client is built.
+static BUILDING: Mutex<()> = Mutex::new(());
 
 /// How long a new thread may take to name itself.
 const NAMING: Duration = Duration::from_secs(60);
 
-/// Starts `client`, never while another client starts through here.
-pub(crate) fn start(client: &Client) {
-    let _one_at_a_time = lock(&STARTING);
-    client.start();
+/// Builds `builder`, never while another client is built through here.
+pub(crate) fn build(builder: Builder) -> Result<Client, BuildError> {
+    let _one_at_a_time = lock(&BUILDING);
+    builder.build()
 }
 
-/// Starts `client`, which has `loops` event loops, as [`start`] does, and
-/// gives back the procfs directory (`/proc/self/task/TID`) of each of its
-/// loop threads, in loop order: the threads that appeared during the start
-/// and named themselves `notifier-{index}`. Linux only.
-pub(crate) fn start_finding_loops(client: &Client, loops: usize) -> Vec<PathBuf> {
-    let _one_at_a_time = lock(&STARTING);
+/// Builds `builder`, whose client has `loops` event loops, as [`build`]
+/// does, and gives back the client and the procfs directory
+/// (`/proc/self/task/TID`) of each of its loop threads, in loop order: the
+/// threads that appeared during the build and named themselves
+/// `notifier-{index}`. Linux only.
+pub(crate) fn build_finding_loops(builder: Builder, loops: usize) -> (Client, Vec<PathBuf>) {
+    let _one_at_a_time = lock(&BUILDING);
     let before = tasks();
-    client.start();
+    let client = builder.build().expect("build");
     let mut found = Vec::new();
     let named = wait_until(NAMING, || {
         found = new_loop_threads(&before, loops);
@@ -47,7 +49,7 @@ pub(crate) fn start_finding_loops(client: &Client, loops: usize) -> Vec<PathBuf>
         named,
         "the loop threads did not appear in /proc/self/task: {found:?}"
     );
-    found.into_iter().flatten().collect()
+    (client, found.into_iter().flatten().collect())
 }
 
 /// The thread ids in `/proc/self/task`.
@@ -61,7 +63,7 @@ fn tasks() -> HashSet<OsString> {
 /// For each of `loops` loop indexes, the task directory of the thread not
 /// in `before` that is named for it, if one is yet. Panics on a second
 /// thread of the same name, or on a loop name past `loops`: a client that
-/// started meanwhile, not through [`start`].
+/// was built meanwhile, not through [`build`].
 fn new_loop_threads(before: &HashSet<OsString>, loops: usize) -> Vec<Option<PathBuf>> {
     let mut found = vec![None; loops];
     for tid in tasks().difference(before) {
@@ -79,7 +81,7 @@ fn new_loop_threads(before: &HashSet<OsString>, loops: usize) -> Vec<Option<Path
             .unwrap_or_else(|| panic!("a new thread {comm:?} beside a client of {loops} loops"));
         assert!(
             slot.replace(dir).is_none(),
-            "two new threads named {comm:?}: a client started beside this one"
+            "two new threads named {comm:?}: a client built beside this one"
         );
     }
     found

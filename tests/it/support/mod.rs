@@ -8,7 +8,7 @@
 //!   ([`RawConn`]);
 //! - [`tls`]: the same server over TLS ([`tls::TlsServer`]), and a test CA;
 //! - [`drive`]: starting clients and sending test messages through them;
-//! - [`loops`]: client starts one at a time, so that a test can find its
+//! - [`loops`]: client builds one at a time, so that a test can find its
 //!   own client's event-loop threads;
 //! - [`alone`]: running the tests that measure the whole process (or load
 //!   the machine) while no other test runs;
@@ -27,14 +27,14 @@ pub(crate) mod tls;
 
 pub(crate) use alone::alone;
 pub(crate) use drive::{
-    built, deliver_across_idle_closes, id_of, msg, notify_all, notify_retrying, quick_retry,
+    deliver_across_idle_closes, id_of, msg, notify_all, notify_retrying, quick_retry, recording,
     send_all, started, wait_until,
 };
 pub(crate) use failures::{
     assert_all_delivered, assert_balanced, assert_each_ended, assert_each_id_once, Failure,
     Failures,
 };
-pub(crate) use loops::{start, start_finding_loops};
+pub(crate) use loops::{build, build_finding_loops};
 pub(crate) use raw::RawConn;
 pub(crate) use server::{lock, response, Action, Ending, Request, Server, Step, NO_CONTENT};
 
