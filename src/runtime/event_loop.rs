@@ -14,6 +14,7 @@ use mio::{Events, Poll, Token};
 use crate::error::{Failure, FailureKind, NotificationError};
 use crate::message::Message;
 use crate::policy::ledger::{Attempt, Fate};
+use crate::policy::CircuitState;
 use crate::runtime::queue::{NEW, STOPPING};
 use crate::runtime::shared::{deadline_after, LoopStats, Shared};
 use crate::runtime::slot::{Ctx, Finished, Job, Slot};
@@ -273,8 +274,7 @@ impl EventLoop {
     /// While the circuit is open, retries fail at once instead of waiting.
     fn fail_retries_if_open(&mut self, now: Instant) {
         if self.retries.is_empty()
-            || self.shared.ledger.circuit(self.shared.millis(now))
-                != crate::policy::CircuitState::Open
+            || self.shared.ledger.circuit(self.shared.millis(now)) != CircuitState::Open
         {
             return;
         }
@@ -288,10 +288,18 @@ impl EventLoop {
     /// (abandoned, their connections closed), retries waiting, and, once
     /// the loop stops taking messages, the queue's.
     fn give_up_all(&mut self, kind: FailureKind, now: Instant) {
+        self.give_up_held(kind, now);
+        while let Some(job) = self.take() {
+            self.end(job, Err(Failure::of(kind)));
+        }
+    }
+
+    /// Ends the attempts under way (closing their connections) and the
+    /// retries waiting with `kind`.
+    fn give_up_held(&mut self, kind: FailureKind, now: Instant) {
         let ms = self.shared.millis(now);
         for i in 0..self.slots.len() {
-            let registry = self.poll.registry();
-            if let Some(mut job) = self.slots[i].abandon(registry) {
+            if let Some(mut job) = self.slots[i].abandon(self.poll.registry()) {
                 let failure = self.shared.ledger.give_up(job.record(), kind, ms);
                 self.end(job, Err(failure));
             }
@@ -299,9 +307,6 @@ impl EventLoop {
         while let Some(mut job) = self.retries.pop() {
             let failure = self.shared.ledger.give_up(job.record(), kind, ms);
             self.end(job, Err(failure));
-        }
-        while let Some(job) = self.take() {
-            self.end(job, Err(Failure::of(kind)));
         }
     }
 
@@ -313,27 +318,13 @@ impl EventLoop {
     fn die(&mut self) {
         // Never again parked: a producer must not pick this loop to wake.
         self.shared.queue.unpark(self.id);
-        let now = Instant::now();
-        let ms = self.shared.millis(now);
         // Cleaning up may meet the same bug: what it cannot end, the count
         // below still does.
         let _ = catch_unwind(AssertUnwindSafe(|| {
-            for i in 0..self.slots.len() {
-                let registry = self.poll.registry();
-                if let Some(mut job) = self.slots[i].abandon(registry) {
-                    let failure =
-                        self.shared
-                            .ledger
-                            .give_up(job.record(), FailureKind::Internal, ms);
-                    self.end(job, Err(failure));
-                }
-            }
-            while let Some(mut job) = self.retries.pop() {
-                let failure = self
-                    .shared
-                    .ledger
-                    .give_up(job.record(), FailureKind::Internal, ms);
-                self.end(job, Err(failure));
+            self.give_up_held(FailureKind::Internal, Instant::now());
+            let registry = self.poll.registry();
+            for slot in &mut self.slots {
+                slot.close(registry);
             }
         }));
         let stats = &self.shared.loops[self.id];
