@@ -926,8 +926,14 @@ fn print_tables(
     }
 }
 
+/// Thousands with one decimal; below 10 k (behind a long RTT) whole
+/// messages, where the decimal of a thousand would hide the difference.
 fn format_rate(rate: f64) -> String {
-    format!("{:.1} k", rate / 1e3)
+    if rate < 1e4 {
+        format!("{rate:.0}")
+    } else {
+        format!("{:.1} k", rate / 1e3)
+    }
 }
 
 fn format_2(x: f64) -> String {
@@ -939,6 +945,9 @@ fn format_ns(ns: f64) -> String {
         format!("{ns:.0} ns")
     } else if ns < 1e6 {
         format!("{:.1} µs", ns / 1e3)
+    } else if ns < 1e7 {
+        // Half an RTT of a few ms, and how far past it.
+        format!("{:.2} ms", ns / 1e6)
     } else {
         format!("{:.1} ms", ns / 1e6)
     }
