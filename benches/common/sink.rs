@@ -19,6 +19,9 @@
 //!
 //! Dropping the [`Sink`] stops its acceptor; connection threads end when
 //! their clients close the connections.
+//!
+//! The [`Acceptor`] and [`spawn_observed`] also serve the RTT proxy of
+//! `benches/common/rtt.rs`.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -47,11 +50,12 @@ const MAX_HEADERS: usize = 32;
 
 /// Sees what the sink does, on the sink's own threads.
 pub(crate) trait Observer: Send + Sync + 'static {
-    /// Called first on every sink thread: the acceptor and each connection.
+    /// Called first on every thread the sink starts (the acceptor and each
+    /// connection's) and on every thread of the RTT proxy given it.
     fn thread_started(&self) {}
 
-    /// Called last on each connection thread, when its client has closed
-    /// the connection.
+    /// Called last on each of those threads: a connection's, when its
+    /// client has closed the connection.
     fn thread_ending(&self) {}
 
     /// Called with each request's body, before it is answered.
@@ -66,18 +70,16 @@ pub(crate) struct Quiet;
 
 impl Observer for Quiet {}
 
-/// What the acceptor and the connection threads share.
+/// What the connection threads share.
 struct Shared {
     observer: Arc<dyn Observer>,
     tls: Option<Arc<ServerConfig>>,
-    stopping: AtomicBool,
 }
 
 /// The embedded HTTP/1.1 server.
 pub(crate) struct Sink {
-    addr: SocketAddr,
     shared: Arc<Shared>,
-    acceptor: Option<JoinHandle<()>>,
+    acceptor: Acceptor,
 }
 
 impl Sink {
@@ -87,87 +89,131 @@ impl Sink {
         tls: Option<Arc<ServerConfig>>,
         observer: Arc<dyn Observer>,
     ) -> io::Result<Sink> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared {
-            observer,
-            tls,
-            stopping: AtomicBool::new(false),
-        });
+        let shared = Arc::new(Shared { observer, tls });
         let acceptor = {
-            let shared = Arc::clone(&shared);
-            thread::Builder::new()
-                .name("sink-accept".to_owned())
-                .spawn(move || accept_loop(&listener, &shared))?
+            let inner = Arc::clone(&shared);
+            Acceptor::start("sink", &shared.observer, move |stream| {
+                serve_spawned(stream, &inner);
+            })?
         };
-        Ok(Sink {
-            addr,
-            shared,
-            acceptor: Some(acceptor),
-        })
+        Ok(Sink { shared, acceptor })
     }
 
     /// The address the sink listens on.
     pub(crate) fn addr(&self) -> SocketAddr {
-        self.addr
+        self.acceptor.addr()
     }
 
     /// `http://<addr>/notify`, or `https://…` when serving TLS.
     pub(crate) fn url(&self) -> String {
+        self.url_at(self.addr())
+    }
+
+    /// The sink's URL as reached through `addr` (a proxy in front of it).
+    pub(crate) fn url_at(&self, addr: SocketAddr) -> String {
         let scheme = if self.shared.tls.is_some() {
             "https"
         } else {
             "http"
         };
-        format!("{scheme}://{}/notify", self.addr)
+        format!("{scheme}://{addr}/notify")
     }
 }
 
-impl Drop for Sink {
-    fn drop(&mut self) {
-        self.shared.stopping.store(true, Ordering::SeqCst);
-        // Unblock `accept` with a connection of our own; the acceptor sees
-        // the flag and returns.
-        let _ = TcpStream::connect(self.addr);
-        if let Some(acceptor) = self.acceptor.take() {
-            let _ = acceptor.join();
-        }
-    }
+/// A listener on an ephemeral loopback port whose thread hands every
+/// connection it accepts to `serve`, until it is dropped.
+pub(crate) struct Acceptor {
+    addr: SocketAddr,
+    stopping: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
 }
 
-fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
-    shared.observer.thread_started();
-    for stream in listener.incoming() {
-        if shared.stopping.load(Ordering::SeqCst) {
-            return;
-        }
-        let stream = match stream {
-            Ok(stream) => stream,
-            Err(e) => {
-                eprintln!("sink: accept failed: {e}");
-                thread::sleep(Duration::from_millis(1));
-                continue;
-            }
-        };
-        let shared = Arc::clone(shared);
-        let spawned = thread::Builder::new()
-            .name("sink-conn".to_owned())
-            .spawn(move || {
-                shared.observer.thread_started();
-                if let Err(e) = serve_connection(stream, &shared) {
-                    // A reset by a client that is done is no news.
-                    if !matches!(
-                        e.kind(),
-                        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
-                    ) {
-                        eprintln!("sink: connection failed: {e}");
+impl Acceptor {
+    /// Listens and accepts on a thread named `{name}-accept`, which reports
+    /// to `observer` (see [`spawn_observed`]).
+    pub(crate) fn start(
+        name: &str,
+        observer: &Arc<dyn Observer>,
+        mut serve: impl FnMut(TcpStream) + Send + 'static,
+    ) -> io::Result<Acceptor> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let stopping = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (stopping, name) = (Arc::clone(&stopping), name.to_owned());
+            spawn_observed(&format!("{name}-accept"), observer, move || {
+                for stream in listener.incoming() {
+                    if stopping.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    match stream {
+                        Ok(stream) => serve(stream),
+                        Err(e) => {
+                            eprintln!("{name}: accept failed: {e}");
+                            thread::sleep(Duration::from_millis(1));
+                        }
                     }
                 }
-                shared.observer.thread_ending();
-            });
-        if let Err(e) = spawned {
-            eprintln!("sink: cannot spawn a connection thread: {e}");
+            })?
+        };
+        Ok(Acceptor {
+            addr,
+            stopping,
+            thread: Some(thread),
+        })
+    }
+
+    /// The address it listens on.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for Acceptor {
+    fn drop(&mut self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        // Unblock `accept` with a connection of our own; the thread sees
+        // the flag and returns, so nothing is served after this.
+        let _ = TcpStream::connect(self.addr);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
+    }
+}
+
+/// Spawns a thread named `name` that tells `observer` first that it
+/// started and last that it is ending.
+pub(crate) fn spawn_observed(
+    name: &str,
+    observer: &Arc<dyn Observer>,
+    f: impl FnOnce() + Send + 'static,
+) -> io::Result<JoinHandle<()>> {
+    let observer = Arc::clone(observer);
+    thread::Builder::new().name(name.to_owned()).spawn(move || {
+        observer.thread_started();
+        f();
+        observer.thread_ending();
+    })
+}
+
+/// Serves an accepted connection on a thread of its own.
+fn serve_spawned(stream: TcpStream, shared: &Arc<Shared>) {
+    let spawned = {
+        let inner = Arc::clone(shared);
+        spawn_observed("sink-conn", &shared.observer, move || {
+            if let Err(e) = serve_connection(stream, &inner) {
+                // A reset by a client that is done is no news.
+                if !matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+                ) {
+                    eprintln!("sink: connection failed: {e}");
+                }
+            }
+        })
+    };
+    if let Err(e) = spawned {
+        eprintln!("sink: cannot spawn a connection thread: {e}");
     }
 }
 

@@ -42,6 +42,14 @@
 //! `hdrhistogram`); notify → receipt latency (paced). The tables give the
 //! median of `--runs` runs with the spread (min–max), then each median as
 //! a ratio to this crate's.
+//!
+//! With `--rtt-us N`, every client that sends reaches the sink through the
+//! TCP proxy of `benches/common/rtt.rs`, one per run and client, which
+//! delays every chunk by N/2 µs each way; its threads are kept out of the
+//! client's CPU time and allocations as the sink's are (the progress log
+//! gives its CPU per message), and the counts default to what the floor
+//! at that RTT, `workers` requests per round trip, gets through in a few
+//! seconds (see `--help`).
 
 #[path = "../../common/alloc.rs"]
 mod alloc;
@@ -51,6 +59,8 @@ mod args;
 mod backoff;
 mod clients;
 mod probe;
+#[path = "../../common/rtt.rs"]
+mod rtt;
 // Shared with `benches/e2e.rs`, which uses parts this harness does not.
 #[allow(dead_code)]
 #[path = "../../common/sink.rs"]
@@ -70,6 +80,7 @@ use clients::{raw_exchange, Notifier, NotifierOptions, Pipe, Raw, Reqwest, Setti
 use probe::{
     epoch, nanos, new_histogram, now_ns, process_cpu, stamp, thread_cpu, Probe, STAMP_LEN,
 };
+use rtt::{fine_timer_slack, Proxy};
 use sink::Sink;
 
 #[global_allocator]
@@ -102,6 +113,16 @@ options:
                       mio::Waker::wake to a thread in mio::Poll::poll
                       under SCHED_BATCH)
   --mode MODE         free, paced or both                   (default both)
+  --rtt-us N          every client reaches the sink through a TCP proxy
+                      on 127.0.0.1 that adds N µs to each round trip
+                      (N/2 each way; 0: the proxy's own hop only). 'wake'
+                      sends nothing and is not affected. With N > 0, the
+                      defaults shrink to the floor of W workers / N µs
+                      (C msgs/s): --messages 10 s of C, --warmup 1 s of
+                      C, --rate C/2, --paced-messages 5 s of the rate
+                      (each at most its default above; a flag given
+                      wins); at 10000 µs and 10 workers: 10000, 1000,
+                      500/s and 2500
   -h, --help          print this help";
 
 /// How long a phase may run past its expected end before it is abandoned.
@@ -179,6 +200,8 @@ struct Config {
     clients: Vec<Contender>,
     free: bool,
     paced: bool,
+    /// `--rtt-us`: the round trip the proxy in front of the sink adds.
+    rtt: Option<Duration>,
 }
 
 impl Config {
@@ -197,7 +220,11 @@ impl Config {
             clients: Contender::ALL.to_vec(),
             free: true,
             paced: true,
+            rtt: None,
         };
+        // The counts given on the command line; the others have defaults
+        // that depend on the RTT.
+        let (mut messages, mut paced_messages, mut rate, mut warmup) = (None, None, None, None);
         let mut args = Args::new(args);
         while let Some(arg) = args.next_arg() {
             let Arg::Flag(flag, inline) = arg else {
@@ -205,14 +232,14 @@ impl Config {
             };
             let mut value = || args.value(&flag, &inline);
             match flag.as_str() {
-                "--messages" => config.messages = number(&flag, &value()?, 1)?,
-                "--paced-messages" => config.paced_messages = number(&flag, &value()?, 1)?,
-                "--rate" => config.rate = number(&flag, &value()?, 1)?,
+                "--messages" => messages = Some(number(&flag, &value()?, 1)?),
+                "--paced-messages" => paced_messages = Some(number(&flag, &value()?, 1)?),
+                "--rate" => rate = Some(number(&flag, &value()?, 1)?),
                 "--size" => config.size = number(&flag, &value()?, 0)?,
                 "--workers" => config.workers = number(&flag, &value()?, 1)?,
                 "--queue" => config.queue = number(&flag, &value()?, 1)?,
                 "--runs" => config.runs = number(&flag, &value()?, 1)?,
-                "--warmup" => config.warmup = number(&flag, &value()?, 0)?,
+                "--warmup" => warmup = Some(number(&flag, &value()?, 0)?),
                 "--spin-us" => config.spin_us = number(&flag, &value()?, 0)?,
                 "--clients" => {
                     config.clients = value()?
@@ -233,15 +260,55 @@ impl Config {
                         other => return Err(format!("--mode: unknown mode {other:?}")),
                     }
                 }
+                "--rtt-us" => {
+                    config.rtt = Some(Duration::from_micros(number(&flag, &value()?, 0)?));
+                }
                 _ => return Err(format!("unknown argument {flag:?}")),
             }
         }
+        // The floor at that RTT, in messages per second: `workers`
+        // requests per round trip.
+        let floor = config
+            .rtt
+            .filter(|rtt| !rtt.is_zero())
+            .map(|rtt| config.workers as f64 / rtt.as_secs_f64());
+        // `default`, or `seconds` of `per_second` if that is fewer.
+        let at_most = |default: u64, seconds: f64, per_second: Option<f64>| {
+            per_second.map_or(default, |r| default.min(((seconds * r) as u64).max(1)))
+        };
+        config.messages = messages.unwrap_or_else(|| at_most(config.messages, 10.0, floor));
+        config.warmup = warmup.unwrap_or_else(|| at_most(config.warmup, 1.0, floor));
+        config.rate = rate.unwrap_or_else(|| at_most(config.rate, 0.5, floor));
+        let paced_rate = floor.map(|_| config.rate as f64);
+        config.paced_messages =
+            paced_messages.unwrap_or_else(|| at_most(config.paced_messages, 5.0, paced_rate));
         if config.paced && config.size < STAMP_LEN {
             return Err(format!(
                 "--size: paced runs stamp the send time in the body and need at least {STAMP_LEN} bytes"
             ));
         }
         Ok(Some(config))
+    }
+
+    /// The RTT, for headers: empty without the proxy.
+    fn rtt_note(&self) -> String {
+        match self.rtt {
+            None => String::new(),
+            Some(rtt) if rtt.is_zero() => {
+                ", through the RTT proxy at RTT 0 (its own hop only)".to_owned()
+            }
+            Some(rtt) => format!(
+                ", through the RTT proxy at RTT {}",
+                format_ns(nanos(rtt) as f64)
+            ),
+        }
+    }
+
+    /// The least a phase of `messages` can take: `workers` requests per
+    /// round trip of the proxy.
+    fn rtt_floor(&self, messages: u64) -> Duration {
+        self.rtt.unwrap_or_default()
+            * u32::try_from(messages.div_ceil(self.workers as u64)).unwrap_or(u32::MAX)
     }
 }
 
@@ -261,7 +328,7 @@ fn main() -> ExitCode {
     let cores = thread::available_parallelism().map_or(0, |n| n.get());
     println!(
         "compare: {} B messages, {} workers, queue {}, {} run(s); free: {} messages; \
-         paced: {} messages at {}/s; warm-up {}; {cores} cores",
+         paced: {} messages at {}/s; warm-up {}; {cores} cores{}",
         config.size,
         config.workers,
         config.queue,
@@ -270,6 +337,7 @@ fn main() -> ExitCode {
         config.paced_messages,
         config.rate,
         config.warmup,
+        config.rtt_note(),
     );
 
     // samples[client][mode]: mode 0 free, 1 paced.
@@ -305,14 +373,15 @@ fn main() -> ExitCode {
             .iter()
             .zip(samples.iter().map(|s| &s[0][..]))
             .collect();
-        print_tables("free-running", &FREE_COLUMNS, &rows, ours);
+        let title = format!("free-running{}", config.rtt_note());
+        print_tables(&title, &FREE_COLUMNS, &rows, ours);
     }
     if config.paced {
         let rows: Vec<_> = labels
             .iter()
             .zip(samples.iter().map(|s| &s[1][..]))
             .collect();
-        let title = format!("paced at {} msgs/s", config.rate);
+        let title = format!("paced at {} msgs/s{}", config.rate, config.rtt_note());
         print_tables(&title, &PACED_COLUMNS, &rows, ours);
     }
     ExitCode::SUCCESS
@@ -351,6 +420,8 @@ struct Plan {
     size: usize,
     /// Paced: nanoseconds between messages.
     interval_ns: Option<f64>,
+    /// The least the phase can take: the RTT proxy's floor.
+    floor: Duration,
 }
 
 impl Plan {
@@ -372,6 +443,9 @@ struct Sample {
     /// The sink's CPU time per message (not the client's; shows what the
     /// client's way of sending costs the server).
     sink_us: f64,
+    /// The RTT proxy's CPU time per message, when there is one (not the
+    /// client's either).
+    proxy_us: Option<f64>,
     allocs: f64,
     /// `notify` p50, p99, p99.9 in ns (not for the raw client).
     notify: Option<[f64; 3]>,
@@ -392,6 +466,9 @@ impl Sample {
         );
         if let Some(producer) = self.producer_us {
             line += &format!(" (producer {producer:.2} µs/msg)");
+        }
+        if let Some(proxy) = self.proxy_us {
+            line += &format!(", proxy {proxy:.2} µs CPU/msg");
         }
         if let Some([p50, p99, p999]) = self.notify {
             line += &format!(
@@ -416,9 +493,27 @@ fn run_client(
     let probe = Arc::new(Probe::new());
     let sink = Sink::start(None, Arc::clone(&probe) as Arc<dyn sink::Observer>)
         .map_err(|e| format!("cannot start the sink: {e}"))?;
+    // The proxy's threads are accounted as the sink's are: apart.
+    let proxy_probe = Arc::new(Probe::new());
+    let proxy = config
+        .rtt
+        .map(|rtt| {
+            Proxy::start(
+                sink.addr(),
+                rtt,
+                Arc::clone(&proxy_probe) as Arc<dyn sink::Observer>,
+            )
+        })
+        .transpose()
+        .map_err(|e| format!("cannot start the RTT proxy: {e}"))?;
+    let addr = proxy.as_ref().map_or(sink.addr(), Proxy::addr);
+    let accounts = Accounts {
+        sink: &probe,
+        proxy: proxy.as_ref().map(|_| &*proxy_probe),
+    };
     let settings = Settings {
-        url: sink.url(),
-        addr: sink.addr(),
+        url: sink.url_at(addr),
+        addr,
         workers: config.workers,
         queue: config.queue,
         size: config.size,
@@ -451,30 +546,36 @@ fn run_client(
         Contender::Ureq => Running::Pipe(Box::new(Ureq::start(&settings)?)),
         Contender::Raw => Running::Raw(Raw::start(&settings)?),
     };
-    let free_plan = |messages| Plan {
+    let plan = |messages, interval_ns| Plan {
         messages,
         size: config.size,
-        interval_ns: None,
+        interval_ns,
+        floor: config.rtt_floor(messages),
     };
     if config.warmup > 0 && client.free_running() {
-        phase(&mut running, &probe, &free_plan(config.warmup))?;
+        phase(&mut running, &accounts, &plan(config.warmup, None))?;
     }
     let free = if config.free && client.free_running() {
-        Some(phase(&mut running, &probe, &free_plan(config.messages))?)
+        Some(phase(
+            &mut running,
+            &accounts,
+            &plan(config.messages, None),
+        )?)
     } else {
         None
     };
     let paced = if config.paced {
-        let plan = Plan {
-            messages: config.paced_messages,
-            size: config.size,
-            interval_ns: Some(1e9 / config.rate as f64),
-        };
-        Some(phase(&mut running, &probe, &plan)?)
+        let interval_ns = Some(1e9 / config.rate as f64);
+        Some(phase(
+            &mut running,
+            &accounts,
+            &plan(config.paced_messages, interval_ns),
+        )?)
     } else {
         None
     };
     running.shutdown();
+    drop(proxy);
     drop(sink);
     match settings.failures.load(Ordering::Relaxed) {
         0 => Ok((free, paced)),
@@ -482,8 +583,27 @@ fn run_client(
     }
 }
 
+/// The probes whose threads are not the client's.
+struct Accounts<'a> {
+    /// The sink's, which also counts the requests.
+    sink: &'a Probe,
+    /// The RTT proxy's, if there is one.
+    proxy: Option<&'a Probe>,
+}
+
+impl Accounts<'_> {
+    /// The CPU time the sink's and the proxy's threads have used so far.
+    fn cpu(&self) -> (Duration, Duration) {
+        (
+            self.sink.threads_cpu(),
+            self.proxy.map_or(Duration::ZERO, Probe::threads_cpu),
+        )
+    }
+}
+
 /// Runs one phase and measures it.
-fn phase(running: &mut Running, probe: &Probe, plan: &Plan) -> Result<Sample, String> {
+fn phase(running: &mut Running, accounts: &Accounts<'_>, plan: &Plan) -> Result<Sample, String> {
+    let probe = accounts.sink;
     let target = probe.received() + plan.messages;
     let paced = plan.interval_ns.is_some();
     probe.arm(target, paced);
@@ -492,11 +612,12 @@ fn phase(running: &mut Running, probe: &Probe, plan: &Plan) -> Result<Sample, St
     let expected = plan.interval_ns.map_or(Duration::ZERO, |ns| {
         Duration::from_nanos((ns * plan.messages as f64) as u64)
     });
+    let expected = expected.max(plan.floor);
 
     thread::scope(|s| {
         let driver = s.spawn(|| drive(running, plan, &ready, &go));
         ready.wait();
-        let (cpu0, sink0, allocs0) = (process_cpu(), probe.sink_cpu(), alloc::total());
+        let (cpu0, (sink0, proxy0), allocs0) = (process_cpu(), accounts.cpu(), alloc::total());
         alloc::enable();
         let start_ns = now_ns();
         go.wait();
@@ -521,20 +642,23 @@ fn phase(running: &mut Running, probe: &Probe, plan: &Plan) -> Result<Sample, St
             thread::sleep(Duration::from_millis(1));
         };
         alloc::disable();
-        let (cpu1, sink1, allocs1) = (process_cpu(), probe.sink_cpu(), alloc::total());
+        let (cpu1, (sink1, proxy1), allocs1) = (process_cpu(), accounts.cpu(), alloc::total());
         let producer = driver
             .join()
             .map_err(|_| "a sending thread panicked".to_owned())??;
         let done_ns = done_ns?;
 
         let n = plan.messages as f64;
-        let client_cpu = (cpu1 - cpu0).saturating_sub(sink1 - sink0);
+        let client_cpu = (cpu1 - cpu0).saturating_sub((sink1 - sink0) + (proxy1 - proxy0));
         let latency = probe.take_latency();
         Ok(Sample {
             rate: n / (done_ns.saturating_sub(start_ns).max(1) as f64 / 1e9),
             cpu_us: client_cpu.as_secs_f64() * 1e6 / n,
             producer_us: producer.as_ref().map(|p| p.cpu.as_secs_f64() * 1e6 / n),
             sink_us: (sink1 - sink0).as_secs_f64() * 1e6 / n,
+            proxy_us: accounts
+                .proxy
+                .map(|_| (proxy1 - proxy0).as_secs_f64() * 1e6 / n),
             allocs: (allocs1 - allocs0) as f64 / n,
             notify: producer.map(|p| quantiles([0.5, 0.99, 0.999], &p.latency)),
             e2e: (paced && !latency.is_empty()).then(|| quantiles([0.5, 0.99], &latency)),
@@ -650,14 +774,6 @@ fn sleep_until(due: Instant) {
     if due > now {
         thread::sleep(due - now);
     }
-}
-
-/// Makes this thread's sleeps end on time: Linux's default timer slack
-/// (50 µs) is the size of the whole paced interval.
-fn fine_timer_slack() {
-    // SAFETY: PR_SET_TIMERSLACK takes one integer argument and changes only
-    // the calling thread's timer slack.
-    let _ = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
 }
 
 // ---------------------------------------------------------------------------
@@ -810,8 +926,14 @@ fn print_tables(
     }
 }
 
+/// Thousands with one decimal; below 10 k (behind a long RTT) whole
+/// messages, where the decimal of a thousand would hide the difference.
 fn format_rate(rate: f64) -> String {
-    format!("{:.1} k", rate / 1e3)
+    if rate < 1e4 {
+        format!("{rate:.0}")
+    } else {
+        format!("{:.1} k", rate / 1e3)
+    }
 }
 
 fn format_2(x: f64) -> String {
@@ -823,6 +945,9 @@ fn format_ns(ns: f64) -> String {
         format!("{ns:.0} ns")
     } else if ns < 1e6 {
         format!("{:.1} µs", ns / 1e3)
+    } else if ns < 1e7 {
+        // Half an RTT of a few ms, and how far past it.
+        format!("{:.2} ms", ns / 1e6)
     } else {
         format!("{:.1} ms", ns / 1e6)
     }

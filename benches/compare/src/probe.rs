@@ -142,8 +142,9 @@ impl Probe {
         }
     }
 
-    /// The CPU time the sink's threads have used so far.
-    pub(crate) fn sink_cpu(&self) -> Duration {
+    /// The CPU time the threads it observes (the sink's, or the RTT
+    /// proxy's) have used so far.
+    pub(crate) fn threads_cpu(&self) -> Duration {
         let threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
         threads.retired
             + threads
