@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread;
 
+use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+use rustls::pki_types::PrivatePkcs8KeyDer;
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
 /// A server on `127.0.0.1` that answers each POST with the status its
@@ -121,4 +123,23 @@ impl Shared {
             stream.get_mut().flush()?;
         }
     }
+}
+
+/// A private CA made now, as PEM, and a server configuration whose
+/// certificate that CA signed for `localhost` and `127.0.0.1`, with ALPN
+/// `http/1.1`.
+pub(crate) fn private_ca() -> Result<(String, Arc<ServerConfig>), Box<dyn Error>> {
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::default();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca.self_signed(&ca_key)?;
+    let key = KeyPair::generate()?;
+    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    let cert = CertificateParams::new(names)?.signed_by(&key, &ca, &ca_key)?;
+    let key = PrivatePkcs8KeyDer::from(key.serialize_der());
+    let mut config = ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], key.into())?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok((ca.pem(), Arc::new(config)))
 }
