@@ -14,7 +14,8 @@ use crate::error::{BuildError, NotificationError};
 use crate::policy::{CircuitBreakerConfig, RetryConfig};
 use crate::proto::request::RequestEncoder;
 
-/// Configures a [`Client`]; every setting is validated by [`Builder::build`].
+/// Configures a [`Client`](crate::Client); every setting is validated by
+/// [`Builder::build`].
 ///
 /// Settings that make no sense (zero workers, a zero timeout) are ignored
 /// and the default kept; settings that cannot be sent (a header with a
@@ -208,8 +209,8 @@ impl Builder {
         self
     }
 
-    /// Bounds [`Client::stop`]: what is not delivered by then, in flight
-    /// included, goes to the error handler as
+    /// Bounds [`Client::stop`](crate::Client::stop): what is not delivered
+    /// by then, in flight included, goes to the error handler as
     /// [`FailureKind::Shutdown`](crate::FailureKind::Shutdown). Default:
     /// `stop` waits for everything.
     pub fn shutdown_timeout(mut self, d: Duration) -> Builder {
