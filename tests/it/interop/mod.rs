@@ -1,5 +1,5 @@
 //! Interop with real servers from the distribution's packages, besides
-//! nginx (`crate::nginx`): [`apache`] httpd. Each test starts its server from the
+//! nginx (`crate::nginx`): [`apache`] httpd and [`lighttpd`]. Each test starts its server from the
 //! test itself (its own configuration in a temp dir, on loopback ports
 //! that were free, killed on drop), with aggressive keep-alive limits: a
 //! connection closed after 7 or 8 requests, and after 1 s idle. Through a
@@ -27,6 +27,7 @@ use notifier::{Client, Stats};
 use crate::support::{assert_each_body_once, notify_all, started, wait_until, Failure};
 
 mod apache;
+mod lighttpd;
 
 /// Messages each test delivers.
 pub(crate) const MESSAGES: usize = 10_000;
@@ -36,7 +37,7 @@ const STARTUP: Duration = Duration::from_secs(20);
 /// second).
 const BURST_LIMIT: Duration = Duration::from_secs(20);
 /// How long a server may take to write its last access-log lines once the
-/// client has its responses.
+/// client has its responses (lighttpd flushes its log every 4 s).
 const LOG_LIMIT: Duration = Duration::from_secs(10);
 
 /// A program or file a test needs, and where to look for it: a bare name
