@@ -1,6 +1,6 @@
 //! The integration tests, one binary: a module per subject, each against
 //! the scripted loopback server of [`support`] but `nginx` and `interop`,
-//! which run real servers (nginx; Apache httpd, lighttpd).
+//! which run real servers (nginx; Apache httpd, lighttpd, HAProxy).
 //!
 //! The tests run in parallel threads of this one process, so none may rely
 //! on having the process to itself unless it says so:

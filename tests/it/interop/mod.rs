@@ -1,5 +1,6 @@
 //! Interop with real servers from the distribution's packages, besides
-//! nginx (`crate::nginx`): [`apache`] httpd and [`lighttpd`]. Each test starts its server from the
+//! nginx (`crate::nginx`): [`apache`] httpd, [`lighttpd`], and
+//! [`haproxy`] in front of nginx. Each test starts its server from the
 //! test itself (its own configuration in a temp dir, on loopback ports
 //! that were free, killed on drop), with aggressive keep-alive limits: a
 //! connection closed after 7 or 8 requests, and after 1 s idle. Through a
@@ -27,6 +28,7 @@ use notifier::{Client, Stats};
 use crate::support::{assert_each_body_once, notify_all, started, wait_until, Failure};
 
 mod apache;
+mod haproxy;
 mod lighttpd;
 
 /// Messages each test delivers.
