@@ -1,6 +1,6 @@
 //! The integration tests, one binary: a module per subject, each against
-//! the scripted loopback server of [`support`] but `nginx`, which runs a
-//! real nginx.
+//! the scripted loopback server of [`support`] but `nginx` and `interop`,
+//! which run real servers (nginx; Apache httpd, lighttpd, HAProxy).
 //!
 //! The tests run in parallel threads of this one process, so none may rely
 //! on having the process to itself unless it says so:
@@ -13,8 +13,8 @@
 //!   one at a time, so that `tuning` can tell its own client's event-loop
 //!   threads in `/proc/self/task` from the others' of the same name;
 //! - nothing here sets environment variables, signal handlers, the panic
-//!   hook or `support::SERVER_THREAD_START`: `chaos` and `nginx` only read
-//!   variables.
+//!   hook or `support::SERVER_THREAD_START`: `chaos`, `nginx` and
+//!   `interop` only read variables.
 //!
 //! `tests/alloc.rs` stays a binary of its own: its global allocator counts
 //! every allocation of the process.
@@ -25,6 +25,7 @@ mod chaos;
 mod delivery;
 mod failures;
 mod hostile;
+mod interop;
 mod keepalive;
 mod lifecycle;
 mod memory;

@@ -10,86 +10,42 @@
 
 use std::fmt::Write as _;
 use std::fs;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use notifier::{Builder, Client};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, RootCertStore};
 
+use crate::interop::{find_all, run, Daemon, Needed, TempDir};
 use crate::support::{msg, notify_all, started, tls::HTTP_1_1};
 
 /// Messages per protocol.
 const N: usize = 20_000;
 /// Messages sent after nginx has closed the idle connections.
 const AFTER_IDLE: usize = 100;
-/// How long nginx gets to start listening.
-const STARTUP: Duration = Duration::from_secs(20);
 /// Set (to anything) to fail instead of skipping when nginx is missing.
 const REQUIRE_VAR: &str = "NOTIFIER_REQUIRE_NGINX";
 
-/// Finds `name` on `PATH`, then in `extra` places.
-fn find_program(name: &str, extra: &[&str]) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .chain(extra.iter().map(PathBuf::from))
-        .find(|candidate| candidate.is_file())
-}
+/// The nginx binary.
+pub(crate) const NGINX: Needed = Needed {
+    what: "nginx",
+    candidates: &[
+        "nginx",
+        "/usr/sbin/nginx",
+        "/usr/local/sbin/nginx",
+        "/usr/local/nginx/sbin/nginx",
+    ],
+};
 
-/// A port that was free a moment ago on 127.0.0.1.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("bind an ephemeral port")
-        .port()
-}
-
-/// Runs a command to completion; panics with its output when it fails.
-fn run(command: &mut Command) {
-    let output = command.output().expect("run a command");
-    assert!(
-        output.status.success(),
-        "{command:?} failed ({}):\n{}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// A scratch directory, removed on drop unless the test is failing.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let dir =
-            std::env::temp_dir().join(format!("notifier-nginx-{}-{nanos}", std::process::id()));
-        fs::create_dir_all(&dir).expect("create the temp dir");
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if thread::panicking() {
-            eprintln!("nginx test files kept in {}", self.0.display());
-        } else {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-}
+const OPENSSL: Needed = Needed {
+    what: "openssl",
+    candidates: &["openssl", "/usr/bin/openssl", "/usr/local/bin/openssl"],
+};
 
 /// Makes, with the `openssl` command, a CA (`ca.pem`) and a leaf for
 /// `localhost` and `127.0.0.1` signed by it (`leaf.pem`, `leaf.key`).
@@ -164,9 +120,15 @@ fn client_config(ca: &Path) -> Arc<ClientConfig> {
     Arc::new(config)
 }
 
-/// The nginx configuration: one process, in the foreground, everything
-/// inside the prefix directory.
-fn nginx_conf(nginx: &Path, http_port: u16, https_port: u16) -> String {
+/// Starts nginx with its prefix in `dir`, on `ports` free ports: one
+/// process, in the foreground, everything inside the prefix directory,
+/// `http` (given the ports) inside its `http` block.
+pub(crate) fn start_nginx(
+    nginx: &Path,
+    dir: &Path,
+    ports: usize,
+    http: impl Fn(&[u16]) -> String,
+) -> Daemon {
     let built_with = Command::new(nginx)
         .arg("-V")
         .output()
@@ -179,8 +141,9 @@ fn nginx_conf(nginx: &Path, http_port: u16, https_port: u16) -> String {
             let _ = writeln!(temp_paths, "    {module}_temp_path {module}_temp;");
         }
     }
-    format!(
-        "daemon off;
+    Daemon::start("nginx", dir, ports, Some("error.log"), |ports| {
+        let conf = format!(
+            "daemon off;
 master_process off;
 worker_processes 1;
 pid nginx.pid;
@@ -189,8 +152,28 @@ events {{
     worker_connections 512;
 }}
 http {{
-    access_log off;
-{temp_paths}    keepalive_requests 100;
+{temp_paths}{}}}
+",
+            http(ports)
+        );
+        fs::write(dir.join("nginx.conf"), conf).expect("write nginx.conf");
+        let mut command = Command::new(nginx);
+        command
+            .arg("-p")
+            .arg(dir)
+            .args(["-c", "nginx.conf", "-e", "error.log"]);
+        command
+    })
+}
+
+/// The `http` block of this test: `return 204` over HTTP on the first
+/// port and HTTPS on the second, closing connections after 100 requests
+/// and after 1 s idle.
+fn http_block(ports: &[u16]) -> String {
+    let (http_port, https_port) = (ports[0], ports[1]);
+    format!(
+        "    access_log off;
+    keepalive_requests 100;
     keepalive_timeout 1s;
     ssl_protocols TLSv1.2 TLSv1.3;
     ssl_session_cache shared:SSL:1m;
@@ -209,82 +192,8 @@ http {{
             return 204;
         }}
     }}
-}}
 "
     )
-}
-
-/// A running nginx, killed on drop (also when the test panics).
-struct Nginx {
-    child: Child,
-    http_port: u16,
-    https_port: u16,
-}
-
-impl Nginx {
-    /// Starts nginx with its prefix in `dir` (which holds the certificates)
-    /// and waits until both ports accept. Tries again with other ports when
-    /// nginx exits at once (another process took a port meanwhile).
-    fn start(nginx: &Path, dir: &Path) -> Nginx {
-        let mut last_log = String::new();
-        for _try in 0..5 {
-            let (http_port, https_port) = (free_port(), free_port());
-            fs::write(
-                dir.join("nginx.conf"),
-                nginx_conf(nginx, http_port, https_port),
-            )
-            .expect("write nginx.conf");
-            let _ = fs::remove_file(dir.join("error.log"));
-            let child = Command::new(nginx)
-                .arg("-p")
-                .arg(dir)
-                .args(["-c", "nginx.conf", "-e", "error.log"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn nginx");
-            let mut server = Nginx {
-                child,
-                http_port,
-                https_port,
-            };
-            if server.wait_listening() {
-                return server;
-            }
-            last_log = fs::read_to_string(dir.join("error.log")).unwrap_or_default();
-        }
-        panic!("nginx did not start; its error log:\n{last_log}");
-    }
-
-    /// Waits until both ports accept; false when nginx exited first.
-    fn wait_listening(&mut self) -> bool {
-        let deadline = Instant::now() + STARTUP;
-        let accepts = |port: u16| {
-            let addr = SocketAddr::from(([127, 0, 0, 1], port));
-            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-        };
-        loop {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return false;
-            }
-            if accepts(self.http_port) && accepts(self.https_port) {
-                return true;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nginx not listening after {STARTUP:?}"
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Sends [`N`] messages, then [`AFTER_IDLE`] more once nginx has closed the
@@ -320,46 +229,22 @@ fn deliver(what: &str, builder: Builder) {
 
 #[test]
 fn nginx_interop() {
-    let require = std::env::var_os(REQUIRE_VAR).is_some();
-    let nginx = find_program(
-        "nginx",
-        &[
-            "/usr/sbin/nginx",
-            "/usr/local/sbin/nginx",
-            "/usr/local/nginx/sbin/nginx",
-        ],
-    );
-    let openssl = find_program("openssl", &["/usr/bin/openssl", "/usr/local/bin/openssl"]);
-    let (nginx, openssl) = match (nginx, openssl) {
-        (Some(nginx), Some(openssl)) => (nginx, openssl),
-        (nginx, _) => {
-            let missing = if nginx.is_none() { "nginx" } else { "openssl" };
-            assert!(
-                !require,
-                "{missing} not found, and {REQUIRE_VAR} is set: the nginx interop test must run"
-            );
-            eprintln!();
-            eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
-            eprintln!("!! {missing} not found: SKIPPING nginx interop test; CI installs it");
-            eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
-            eprintln!();
-            return;
-        }
+    let Some([nginx, openssl]) = find_all("nginx interop", REQUIRE_VAR, [&NGINX, &OPENSSL]) else {
+        return;
     };
 
-    let dir = TempDir::new();
+    let dir = TempDir::new("nginx");
     make_certificates(&openssl, dir.path());
     let config = client_config(&dir.path().join("ca.pem"));
-    let server = Nginx::start(&nginx, dir.path());
+    let server = start_nginx(&nginx, dir.path(), 2, http_block);
 
     deliver(
         "http",
-        Client::builder(&format!("http://127.0.0.1:{}/notify", server.http_port)),
+        Client::builder(&format!("http://127.0.0.1:{}/notify", server.port(0))),
     );
     deliver(
         "https",
-        Client::builder(&format!("https://localhost:{}/notify", server.https_port))
-            .tls_config(config),
+        Client::builder(&format!("https://localhost:{}/notify", server.port(1))).tls_config(config),
     );
     drop(server);
 }

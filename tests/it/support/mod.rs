@@ -31,8 +31,8 @@ pub(crate) use drive::{
     send_all, started, wait_until,
 };
 pub(crate) use failures::{
-    assert_all_delivered, assert_balanced, assert_each_ended, assert_each_id_once, Failure,
-    Failures,
+    assert_all_delivered, assert_balanced, assert_each_body_once, assert_each_ended,
+    assert_each_id_once, Failure, Failures,
 };
 pub(crate) use loops::{build, build_finding_loops};
 pub(crate) use raw::RawConn;
