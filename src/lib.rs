@@ -26,8 +26,11 @@
 //! - **Backpressure**: the client holds at most `queue_size + workers`
 //!   messages; past that `notify` returns [`NotifyError::QueueFull`] with
 //!   the message. Memory stays bounded whatever the server does.
-//! - **Threads**: the error handler runs on an event-loop thread; a slow
-//!   handler delays that loop. A panic in it is caught and counted.
+//! - **Threads**: the event loops' threads are spawned by the build and
+//!   wait for [`Client::start`]. The error handler runs on an event-loop
+//!   thread; a slow handler delays that loop. A panic in it is caught and
+//!   counted. A loop that panics itself (a bug) fails the messages it held
+//!   as [`FailureKind::Internal`]; the others carry on, and `stop` returns.
 //! - **Status**: the status decides: 2xx is delivered whatever happens to
 //!   the body; any other status (redirects included, never followed) goes
 //!   to the handler.
