@@ -219,7 +219,7 @@ impl Builder {
     }
 
     /// How long an unused keep-alive connection stays open. A server's
-    /// `Keep-Alive: timeout=N` lowers it to N − 1 seconds. Default 30 s.
+    /// `Keep-Alive: timeout=N` lowers it to 0.75 × N seconds. Default 30 s.
     pub fn idle_timeout(mut self, d: Duration) -> Builder {
         self.idle_timeout = d;
         self

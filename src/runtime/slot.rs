@@ -46,6 +46,14 @@ const STALE_CHECK_AFTER: Duration = Duration::from_millis(100);
 /// whose body stalls must not hold the slot for the whole `timeout`.
 const DRAIN_LIMIT: Duration = Duration::from_secs(1);
 
+/// How long a connection may stay idle when the server announced
+/// `Keep-Alive: timeout=secs`: three quarters of it, so that a request is
+/// never sent into the moment the server closes the connection, while
+/// `timeout=1` still allows reuse within 750 ms.
+fn keep_alive_limit(secs: u64) -> Duration {
+    Duration::from_millis(secs.saturating_mul(750))
+}
+
 /// First size of a slot's read buffer, allocated on the first response; it
 /// grows up to the head limit.
 const INITIAL_BUFFER: usize = 4096;
@@ -602,10 +610,24 @@ impl Slot {
                 self.phase = Phase::AwaitHead { exchange, decoder };
                 Flow::Wait
             }
+            // A 408 read as the answer on a reused connection is the
+            // server's goodbye to a connection it found idle: it never read
+            // the request. Sent again on a fresh connection, like a request
+            // that met a closed idle connection; on a fresh connection a
+            // 408 is the server's verdict and stays a failure.
+            Next::Head(head) if head.status == 408 && self.reused => {
+                let mut exchange = exchange;
+                if ctx.ledger.may_resend(exchange.job.record()) {
+                    self.connect(ctx, exchange);
+                    return Flow::Wait;
+                }
+                self.close(ctx.registry);
+                self.finish(exchange.job, Err(Failure::status(408, None)));
+                Flow::Wait
+            }
             Next::Head(head) => {
                 if let Some(secs) = head.keep_alive_secs {
-                    let hint = Duration::from_secs(secs.saturating_sub(1));
-                    self.idle_limit = self.idle_limit.min(hint);
+                    self.idle_limit = self.idle_limit.min(keep_alive_limit(secs));
                 }
                 let result = match head.status {
                     200..=299 => Ok(()),

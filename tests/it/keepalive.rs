@@ -208,18 +208,66 @@ fn connections_within_idle_timeout_are_reused() {
 }
 
 #[test]
-fn keep_alive_timeout_hint_lowers_the_idle_timeout() {
-    // `timeout=1` leaves the client 1 − 1 = 0 s: it must not keep the
-    // connection at all, although its own idle timeout is long.
+fn keep_alive_timeout_hint_lowers_the_idle_timeout_to_three_quarters() {
+    // `timeout=1` keeps a connection for 0.75 s (not 1 − 1 = 0 s, which
+    // would mean no reuse at all): back-to-back messages share it, and one
+    // after 1.5 s idle needs a new one, though the server would have kept
+    // it and the client's own idle timeout is long.
     let server = Server::always(Action::Reply(
         b"HTTP/1.1 204 No Content\r\nKeep-Alive: timeout=1\r\n\r\n".to_vec(),
     ));
+    let (client, failures) = started(Client::builder(&server.url()).workers(1).idle_timeout(LONG));
+    deliver_one(&client, 0);
+    deliver_one(&client, 1);
+    thread::sleep(Duration::from_millis(1_500));
+    deliver_one(&client, 2);
+    client.stop();
+    failures.assert_none();
+    assert_eq!(server.connections(), 2);
+    assert_each_id_once(&server.requests(), 3);
+}
+
+const GOODBYE_408: &[u8] =
+    b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+
+#[test]
+fn a_408_on_a_reused_connection_is_sent_again_on_a_fresh_one() {
+    // Every connection's second request is answered 408 and closed: the
+    // server's goodbye, its request never read. Each is sent again on a
+    // new connection, counting no attempt and no failure.
+    let server = Server::start(|_, info| {
+        if info.nth == 0 {
+            Action::Reply(b"HTTP/1.1 204 No Content\r\n\r\n".to_vec())
+        } else {
+            Action::ReplyAndClose(GOODBYE_408.to_vec())
+        }
+    });
     let (client, failures) = started(Client::builder(&server.url()).workers(1).idle_timeout(LONG));
     for i in 0..3 {
         deliver_one(&client, i);
     }
     client.stop();
     failures.assert_none();
+    let stats = client.stats();
+    assert_eq!((stats.delivered, stats.retried), (3, 0), "{stats:?}");
+    let ids: Vec<usize> = server
+        .requests()
+        .iter()
+        .map(|r| support::id_of(&r.body))
+        .collect();
+    assert_eq!(ids, [0, 1, 1, 2, 2]);
     assert_eq!(server.connections(), 3);
-    assert_each_id_once(&server.requests(), 3);
+}
+
+#[test]
+fn a_408_on_a_fresh_connection_is_a_failure() {
+    let server = Server::always(Action::ReplyAndClose(GOODBYE_408.to_vec()));
+    let (client, failures) = started(Client::builder(&server.url()).workers(1));
+    client.notify(msg(0)).expect("notify");
+    client.stop();
+    let got = failures.take();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].error.status_code(), Some(408));
+    assert_eq!(got[0].error.attempts(), 1);
+    assert_eq!(server.request_count(), 1, "not sent again");
 }
