@@ -269,34 +269,34 @@ impl Slot {
     /// Acts on a passed deadline: the attempt times out; a body's drain or
     /// an idle connection ends with its connection.
     pub(crate) fn expire(&mut self, ctx: &Ctx<'_>) -> Option<Finished> {
-        let phase = std::mem::replace(&mut self.phase, Phase::Closed);
+        let exchange = self.take_exchange();
         self.close(ctx.registry);
-        match phase {
-            Phase::AwaitConnect { exchange, .. }
-            | Phase::AwaitHandshake { exchange }
-            | Phase::Send { exchange, .. }
-            | Phase::AwaitHead { exchange, .. } => Some(Finished {
-                job: exchange.job,
-                result: Err(Failure::of(FailureKind::Timeout)),
-            }),
-            Phase::Closed | Phase::DrainBody { .. } | Phase::Idle { .. } => None,
-        }
+        exchange.map(|exchange| Finished {
+            job: exchange.job,
+            result: Err(Failure::of(FailureKind::Timeout)),
+        })
     }
 
     /// Gives up the attempt under way, if any, closing its connection.
     pub(crate) fn abandon(&mut self, registry: &Registry) -> Option<Job> {
-        let job = match std::mem::replace(&mut self.phase, Phase::Closed) {
+        let exchange = self.take_exchange()?;
+        self.close(registry);
+        Some(exchange.job)
+    }
+
+    /// Takes the request under way out of its state (which the caller
+    /// then ends); the slot is left as it was when there is none.
+    fn take_exchange(&mut self) -> Option<Exchange> {
+        match std::mem::replace(&mut self.phase, Phase::Closed) {
             Phase::AwaitConnect { exchange, .. }
             | Phase::AwaitHandshake { exchange }
             | Phase::Send { exchange, .. }
-            | Phase::AwaitHead { exchange, .. } => exchange.job,
+            | Phase::AwaitHead { exchange, .. } => Some(exchange),
             other => {
                 self.phase = other;
-                return None;
+                None
             }
-        };
-        self.close(registry);
-        Some(job)
+        }
     }
 
     /// Closes the connection, if any; the slot is `Closed`.
@@ -602,7 +602,7 @@ impl Slot {
         &mut self,
         ctx: &Ctx<'_>,
         now: Instant,
-        exchange: Exchange,
+        mut exchange: Exchange,
         mut decoder: ResponseDecoder,
     ) -> Flow {
         match self.decode(&mut decoder) {
@@ -610,22 +610,18 @@ impl Slot {
                 self.phase = Phase::AwaitHead { exchange, decoder };
                 Flow::Wait
             }
-            // A 408 read as the answer on a reused connection is the
-            // server's goodbye to a connection it found idle: it never read
-            // the request. Sent again on a fresh connection, like a request
-            // that met a closed idle connection; on a fresh connection a
-            // 408 is the server's verdict and stays a failure.
-            Next::Head(head) if head.status == 408 && self.reused => {
-                let mut exchange = exchange;
-                if ctx.ledger.may_resend(exchange.job.record()) {
+            Next::Head(head) => {
+                // A 408 read as the answer on a reused connection is the
+                // server's goodbye to a connection it found idle: it never
+                // read the request. Sent again on a fresh connection, like a
+                // request that met a closed idle connection; on a fresh
+                // connection (or past the re-sends) a 408 is the server's
+                // verdict and a failure like any other status.
+                if head.status == 408 && self.reused && ctx.ledger.may_resend(exchange.job.record())
+                {
                     self.connect(ctx, exchange);
                     return Flow::Wait;
                 }
-                self.close(ctx.registry);
-                self.finish(exchange.job, Err(Failure::status(408, None)));
-                Flow::Wait
-            }
-            Next::Head(head) => {
                 if let Some(secs) = head.keep_alive_secs {
                     self.idle_limit = self.idle_limit.min(keep_alive_limit(secs));
                 }
