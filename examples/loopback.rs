@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo run --release --example loopback
+//! cargo run --release --example loopback -- --batch
 //! cargo run --release --example loopback -- --messages 200000 --producers 4 --size 1024
 //! cargo run --release --example loopback -- --tls
 //! ```
@@ -12,6 +13,13 @@
 //! bytes through [`Client::notify`] as fast as the client accepts them. When
 //! the queue is full a producer takes its message back and tries again.
 //!
+//! With `--batch` the client carries many messages per request:
+//! [`BatchConfig::ndjson`] with its defaults (linger zero: a free
+//! connection takes what is queued at that moment, up to 500 messages, and
+//! never waits for more), and the sink counts each line of a body as a
+//! message. The summary then shows the messages each request carried, from
+//! [`Stats::requests`](notifier::Stats::requests).
+//!
 //! With `--tls` the sink serves HTTPS instead, with a certificate made at
 //! start: a throwaway CA signs a leaf for `localhost` and `127.0.0.1`, and
 //! the client is given a [`rustls::ClientConfig`] that trusts that CA only.
@@ -19,10 +27,10 @@
 //! session cache, so reconnections can resume.
 //!
 //! While it runs it prints a progress line on stderr every second. At the end
-//! it prints a summary on stdout (throughput, `notify()` latency percentiles,
-//! `QueueFull` retries) and checks that every message reached the sink
-//! exactly once; it exits with status 1 when one did not, and with status 2
-//! on a bad command line.
+//! it prints a summary on stdout (throughput, messages per request,
+//! `notify()` latency percentiles, `QueueFull` retries) and checks that
+//! every message reached the sink exactly once; it exits with status 1
+//! when one did not, and with status 2 on a bad command line.
 //!
 //! The sink shares the machine's cores with the client, so it is kept cheap:
 //! a thread per connection, blocking reads into one reusable buffer,
@@ -40,6 +48,9 @@ mod backoff;
 // The sink's throwaway CA and leaf, shared with the HTTPS benchmarks.
 #[path = "../benches/common/tls.rs"]
 mod tls;
+// How the sink finds the messages in a body: one, or one per NDJSON line.
+#[path = "../benches/common/framing.rs"]
+mod framing;
 // The embedded HTTP sink, shared with the benchmarks (which use the parts
 // this example does not: the quiet observer, the bare address).
 #[allow(dead_code)]
@@ -55,8 +66,9 @@ use std::time::{Duration, Instant};
 
 use args::{number, Arg, Args};
 use backoff::back_off;
+use framing::Framing;
 use hdrhistogram::Histogram;
-use notifier::{Client, Message, NotificationError, NotifyError};
+use notifier::{BatchConfig, Client, Message, NotificationError, NotifyError};
 use rustls::ServerConfig;
 use tls::TlsConfigs;
 
@@ -73,6 +85,8 @@ options:
   --workers W     client connection slots               (default 10)
   --queue Q       client queue size                     (default 1000)
   --threads T     client event-loop threads             (default: the library's)
+  --batch         many messages per request: BatchConfig::ndjson(), linger
+                  zero, at most 500 a request
   --tls           serve and send HTTPS, with a certificate made at start
   -h, --help      print this help";
 
@@ -114,8 +128,17 @@ fn run(config: &Config) -> Result<bool, String> {
         .then(TlsConfigs::generate)
         .transpose()
         .map_err(|e| format!("cannot set up TLS: {e}"))?;
-    let sink = Sink::start(config.messages, tls.as_ref().map(|t| Arc::clone(&t.server)))
-        .map_err(|e| format!("cannot start the sink: {e}"))?;
+    let framing = if config.batch {
+        Framing::Ndjson
+    } else {
+        Framing::One
+    };
+    let sink = Sink::start(
+        config.messages,
+        framing,
+        tls.as_ref().map(|t| Arc::clone(&t.server)),
+    )
+    .map_err(|e| format!("cannot start the sink: {e}"))?;
     let url = sink.server.url();
 
     // Count failed notifications; print the first few in full.
@@ -139,6 +162,10 @@ fn run(config: &Config) -> Result<bool, String> {
     if let Some(threads) = config.threads {
         builder = builder.threads(threads);
     }
+    if config.batch {
+        // Linger zero and at most 500 messages a request: the defaults.
+        builder = builder.batch(BatchConfig::ndjson());
+    }
     if let Some(tls) = &tls {
         builder = builder.tls_config(Arc::clone(&tls.client));
     }
@@ -150,7 +177,7 @@ fn run(config: &Config) -> Result<bool, String> {
     client.start();
 
     println!(
-        "loopback: {} messages x {} B, {} producer(s), {} workers, queue {}, threads {}, sink {url}",
+        "loopback: {} messages x {} B, {} producer(s), {} workers, queue {}, threads {}, {}, sink {url}",
         config.messages,
         config.size,
         config.producers,
@@ -159,6 +186,11 @@ fn run(config: &Config) -> Result<bool, String> {
         config
             .threads
             .map_or_else(|| "default".to_owned(), |t| t.to_string()),
+        if config.batch {
+            "batches: ndjson, linger 0, at most 500"
+        } else {
+            "one message per request"
+        },
     );
 
     // The producers and this thread meet at the barrier, so the clock starts
@@ -235,6 +267,11 @@ fn run(config: &Config) -> Result<bool, String> {
     );
     println!("throughput       {:>12.0} msgs/s", n as f64 / secs);
     println!(
+        "requests         {:>12}   ({:.1} messages per request)",
+        stats.requests,
+        stats.delivered as f64 / stats.requests.max(1) as f64
+    );
+    println!(
         "QueueFull        {:>12} retries   (client counted {} rejected)",
         queue_full_retries, stats.rejected
     );
@@ -247,10 +284,11 @@ fn run(config: &Config) -> Result<bool, String> {
         latency.len(),
     );
     println!(
-        "sink             {:>12} requests on {} connection(s), {} body bytes, {} distinct, {} duplicate(s), {} unidentified",
+        "sink             {:>12} messages in {} requests on {} connection(s), {} message bytes, {} distinct, {} duplicate(s), {} unidentified",
+        sink_report.messages,
         sink_report.requests,
         sink_report.connections,
-        sink_report.body_bytes,
+        sink_report.message_bytes,
         sink_report.distinct,
         sink_report.duplicates,
         sink_report.unidentified,
@@ -295,17 +333,23 @@ fn run(config: &Config) -> Result<bool, String> {
             stats.rejected
         ));
     }
-    if sink_report.requests != n {
+    if sink_report.messages != n {
         problems.push(format!(
-            "sink received {} requests, expected {n}",
-            sink_report.requests
+            "sink received {} messages, expected {n}",
+            sink_report.messages
+        ));
+    }
+    if sink_report.requests != stats.requests {
+        problems.push(format!(
+            "sink received {} requests, the client wrote {}",
+            sink_report.requests, stats.requests
         ));
     }
     let expected_bytes = n * config.size as u64;
-    if sink_report.body_bytes != expected_bytes {
+    if sink_report.message_bytes != expected_bytes {
         problems.push(format!(
-            "sink received {} body bytes, expected {expected_bytes}",
-            sink_report.body_bytes
+            "sink received {} message bytes, expected {expected_bytes}",
+            sink_report.message_bytes
         ));
     }
     // Sequence numbers fit in the body only when it is long enough.
@@ -346,6 +390,7 @@ struct Config {
     queue: usize,
     threads: Option<usize>,
     tls: bool,
+    batch: bool,
 }
 
 impl Config {
@@ -361,6 +406,7 @@ impl Config {
             queue: 1000,
             threads: None,
             tls: false,
+            batch: false,
         };
         let mut args = Args::new(args);
         while let Some(arg) = args.next_arg() {
@@ -376,7 +422,8 @@ impl Config {
                 "--queue" => config.queue = number(&flag, &value()?, 1)?,
                 "--threads" => config.threads = Some(number(&flag, &value()?, 1)?),
                 "--tls" if inline_value.is_none() => config.tls = true,
-                "--tls" => return Err(format!("{flag} takes no value")),
+                "--batch" if inline_value.is_none() => config.batch = true,
+                "--tls" | "--batch" => return Err(format!("{flag} takes no value")),
                 _ => return Err(format!("unknown argument {flag:?}")),
             }
         }
@@ -470,10 +517,11 @@ fn new_message(seq: u64, size: usize) -> Vec<u8> {
     body
 }
 
-/// Prints delivered / rate / queued on stderr every second until `done`.
+/// Prints delivered / rate / messages per request / queued on stderr every
+/// second until `done`.
 fn report_progress(client: &Client, done: &AtomicBool, started: Instant) {
     let mut last_time = started;
-    let mut last_delivered = 0u64;
+    let (mut last_delivered, mut last_requests) = (0u64, 0u64);
     loop {
         // Sleep until the next tick; `run` unparks this thread when finished.
         let deadline = last_time + PROGRESS_INTERVAL;
@@ -489,18 +537,22 @@ fn report_progress(client: &Client, done: &AtomicBool, started: Instant) {
         }
         let now = Instant::now();
         let stats = client.stats();
-        let rate = (stats.delivered - last_delivered) as f64 / (now - last_time).as_secs_f64();
+        let delivered = stats.delivered - last_delivered;
+        let rate = delivered as f64 / (now - last_time).as_secs_f64();
+        let per_request = delivered as f64 / (stats.requests - last_requests).max(1) as f64;
         eprintln!(
-            "[{:>6.1} s] delivered {:>10}  {:>8.0} msgs/s  queued {:>6}  in flight {:>4}  failed {}",
+            "[{:>6.1} s] delivered {:>10}  {:>8.0} msgs/s  {:>5.1} msgs/request  queued {:>6}  in flight {:>4}  failed {}",
             (now - started).as_secs_f64(),
             stats.delivered,
             rate,
+            per_request,
             stats.queued,
             stats.in_flight,
             stats.failed,
         );
         last_time = now;
         last_delivered = stats.delivered;
+        last_requests = stats.requests;
     }
 }
 
@@ -522,25 +574,31 @@ fn format_ns(ns: u64) -> String {
 
 /// What the sink has seen, shared by its connection threads.
 struct SinkCounters {
+    /// How a body carries its messages.
+    framing: Framing,
     requests: AtomicU64,
+    messages: AtomicU64,
     /// Sink threads started: the acceptor and one per connection.
     threads: AtomicU64,
-    body_bytes: AtomicU64,
+    /// The messages' bytes, framing left out.
+    message_bytes: AtomicU64,
     /// One bit per expected sequence number.
     seen: Vec<AtomicU64>,
     distinct: AtomicU64,
     duplicates: AtomicU64,
-    /// Requests whose body did not carry a sequence number in range.
+    /// Messages that did not carry a sequence number in range.
     unidentified: AtomicU64,
 }
 
 impl SinkCounters {
-    fn new(expected: u64) -> SinkCounters {
+    fn new(expected: u64, framing: Framing) -> SinkCounters {
         let words = usize::try_from(expected.div_ceil(64)).expect("message count fits in memory");
         SinkCounters {
+            framing,
             requests: AtomicU64::new(0),
+            messages: AtomicU64::new(0),
             threads: AtomicU64::new(0),
-            body_bytes: AtomicU64::new(0),
+            message_bytes: AtomicU64::new(0),
             seen: (0..words).map(|_| AtomicU64::new(0)).collect(),
             distinct: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
@@ -548,9 +606,9 @@ impl SinkCounters {
         }
     }
 
-    /// Marks the sequence number at the start of `body` as received.
-    fn record_body(&self, body: &[u8]) {
-        let seen = parse_seq(body)
+    /// Marks the sequence number at the start of `message` as received.
+    fn record_message(&self, message: &[u8]) {
+        let seen = parse_seq(message)
             .and_then(|seq| Some((seq, self.seen.get(usize::try_from(seq / 64).ok()?)?)));
         match seen {
             Some((seq, word)) => {
@@ -568,10 +626,10 @@ impl SinkCounters {
     }
 }
 
-/// The decimal number before the first space of `body`, if there is one.
-fn parse_seq(body: &[u8]) -> Option<u64> {
-    let end = body.iter().position(|&b| b == b' ')?;
-    let digits = &body[..end];
+/// The decimal number before the first space of `message`, if there is one.
+fn parse_seq(message: &[u8]) -> Option<u64> {
+    let end = message.iter().position(|&b| b == b' ')?;
+    let digits = &message[..end];
     if digits.is_empty() || digits.len() > 19 {
         return None;
     }
@@ -582,9 +640,10 @@ fn parse_seq(body: &[u8]) -> Option<u64> {
 
 /// A snapshot of [`SinkCounters`].
 struct SinkReport {
+    messages: u64,
     requests: u64,
     connections: u64,
-    body_bytes: u64,
+    message_bytes: u64,
     distinct: u64,
     duplicates: u64,
     unidentified: u64,
@@ -596,10 +655,14 @@ impl sink::Observer for SinkCounters {
     }
 
     fn request(&self, body: &[u8]) {
+        let mut bytes = 0;
+        let messages = self.framing.each(body, |message| {
+            bytes += message.len() as u64;
+            self.record_message(message);
+        });
         self.requests.fetch_add(1, Ordering::Relaxed);
-        self.body_bytes
-            .fetch_add(body.len() as u64, Ordering::Relaxed);
-        self.record_body(body);
+        self.messages.fetch_add(messages, Ordering::Relaxed);
+        self.message_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 }
 
@@ -613,9 +676,9 @@ struct Sink {
 impl Sink {
     /// Listens on an ephemeral loopback port and accepts in the background,
     /// serving TLS with `tls` when given; `expected` sizes the table of
-    /// sequence numbers.
-    fn start(expected: u64, tls: Option<Arc<ServerConfig>>) -> io::Result<Sink> {
-        let counters = Arc::new(SinkCounters::new(expected));
+    /// sequence numbers, `framing` says how to find the messages in a body.
+    fn start(expected: u64, framing: Framing, tls: Option<Arc<ServerConfig>>) -> io::Result<Sink> {
+        let counters = Arc::new(SinkCounters::new(expected, framing));
         let server = sink::Sink::start(tls, Arc::clone(&counters) as Arc<dyn sink::Observer>)?;
         Ok(Sink { server, counters })
     }
@@ -623,10 +686,11 @@ impl Sink {
     fn report(&self) -> SinkReport {
         let c = &self.counters;
         SinkReport {
+            messages: c.messages.load(Ordering::Relaxed),
             requests: c.requests.load(Ordering::Relaxed),
             // Every thread but the acceptor served one connection.
             connections: c.threads.load(Ordering::Relaxed).saturating_sub(1),
-            body_bytes: c.body_bytes.load(Ordering::Relaxed),
+            message_bytes: c.message_bytes.load(Ordering::Relaxed),
             distinct: c.distinct.load(Ordering::Relaxed),
             duplicates: c.duplicates.load(Ordering::Relaxed),
             unidentified: c.unidentified.load(Ordering::Relaxed),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::message::Message;
 use crate::policy::breaker::Breaker as Inner;
 use crate::policy::CircuitBreakerConfig;
-use crate::proto::request::RequestEncoder;
+use crate::proto::request::{Body, Cursor, RequestEncoder};
 use crate::proto::response::{ResponseDecoder, Step};
 use crate::runtime::queue::Queue as InnerQueue;
 
@@ -51,18 +51,15 @@ pub fn encode_request_into(out: &mut Vec<u8>, body: &[u8]) {
             "/notify",
             "127.0.0.1:8080",
             crate::DEFAULT_CONTENT_TYPE,
+            None,
             &[],
         );
     }
     out.clear();
     ENCODER.with(|encoder| {
         let head = encoder.head(body.len());
-        let request = head.with_body(body);
-        let mut slices = [std::io::IoSlice::new(&[]); 3];
-        let n = request.slices_from(0, &mut slices);
-        for slice in &slices[..n] {
-            out.extend_from_slice(slice);
-        }
+        head.with_body(Body::Bytes(body))
+            .copy_from(&Cursor::default(), out);
     });
 }
 
@@ -107,7 +104,7 @@ impl Queue {
     pub fn new(capacity: usize) -> std::io::Result<Queue> {
         let poll = mio::Poll::new()?;
         let waker = mio::Waker::new(poll.registry(), mio::Token(0))?;
-        let inner = InnerQueue::new(capacity, vec![waker]);
+        let inner = InnerQueue::new(capacity, capacity, vec![waker]);
         inner.start();
         Ok(Queue { inner, _poll: poll })
     }

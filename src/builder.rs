@@ -4,15 +4,17 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::batch::{BatchConfig, MAX_BATCH_BYTES, MAX_BATCH_MESSAGES, MAX_LINGER};
 use crate::config::{
-    Config, Handler, DEFAULT_CONTENT_TYPE, DEFAULT_IDLE_TIMEOUT, DEFAULT_QUEUE_SIZE,
+    Batching, Config, Handler, DEFAULT_CONTENT_TYPE, DEFAULT_IDLE_TIMEOUT, DEFAULT_QUEUE_SIZE,
     DEFAULT_TIMEOUT, DEFAULT_WORKERS, MAX_QUEUE_SIZE, MAX_THREADS, MAX_WORKERS,
 };
 use crate::conn::tls::TlsSetup;
 use crate::endpoint::{Endpoint, Scheme};
 use crate::error::{BuildError, NotificationError};
 use crate::policy::{CircuitBreakerConfig, RetryConfig};
-use crate::proto::request::RequestEncoder;
+use crate::proto::compress::Compression;
+use crate::proto::request::{Framing, RequestEncoder};
 
 /// Configures a [`Client`](crate::Client); every setting is validated by
 /// [`Builder::build`].
@@ -47,7 +49,8 @@ pub struct Builder {
     timeout: Duration,
     idle_timeout: Duration,
     shutdown_timeout: Option<Duration>,
-    content_type: String,
+    /// `None`: the batch framing's, else the default.
+    content_type: Option<String>,
     headers: Vec<(String, String)>,
     handler: Option<Handler>,
     tls_config: Option<Arc<rustls::ClientConfig>>,
@@ -56,6 +59,8 @@ pub struct Builder {
     spin: Duration,
     pin_threads: bool,
     batch_scheduling: bool,
+    batch: Option<BatchConfig>,
+    compression: Compression,
 }
 
 impl fmt::Debug for Builder {
@@ -67,6 +72,8 @@ impl fmt::Debug for Builder {
             .field("threads", &self.threads)
             .field("timeout", &self.timeout)
             .field("content_type", &self.content_type)
+            .field("batch", &self.batch)
+            .field("compression", &self.compression)
             .field("headers", &self.headers)
             .finish_non_exhaustive()
     }
@@ -127,7 +134,7 @@ impl Builder {
             timeout: DEFAULT_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             shutdown_timeout: None,
-            content_type: DEFAULT_CONTENT_TYPE.to_owned(),
+            content_type: None,
             headers: Vec::new(),
             handler: None,
             tls_config: None,
@@ -136,6 +143,8 @@ impl Builder {
             spin: Duration::ZERO,
             pin_threads: false,
             batch_scheduling: true,
+            batch: None,
+            compression: Compression::None,
         }
     }
 
@@ -151,7 +160,8 @@ impl Builder {
 
     /// How many messages may wait for a worker; more than
     /// [`MAX_QUEUE_SIZE`](crate::MAX_QUEUE_SIZE) fails the build.
-    /// The client holds at most `queue_size + workers` messages; past that
+    /// The client holds at most `queue_size + workers` messages (with
+    /// [`Builder::batch`], also a batch in each connection); past that
     /// `notify` returns `QueueFull`. Zero is ignored. Default 1000.
     pub fn queue_size(mut self, n: usize) -> Builder {
         if n >= 1 {
@@ -169,10 +179,13 @@ impl Builder {
         self
     }
 
-    /// The `Content-Type` of every request.
-    /// Default `text/plain; charset=utf-8`.
+    /// The `Content-Type` of every request. Default
+    /// `text/plain; charset=utf-8`, or with [`Builder::batch`] the
+    /// framing's (`application/x-ndjson` for
+    /// [`BatchConfig::ndjson`], `application/json` for
+    /// [`BatchConfig::json_array`]); set here, it wins over both.
     pub fn content_type(mut self, content_type: &str) -> Builder {
-        content_type.clone_into(&mut self.content_type);
+        self.content_type = Some(content_type.to_owned());
         self
     }
 
@@ -322,17 +335,66 @@ impl Builder {
         self
     }
 
+    /// Carries many queued messages in one request body, framed as `b`
+    /// says; off by default (one message per request).
+    ///
+    /// A free connection takes up to `max_messages` queued messages whose
+    /// framed body fits `max_bytes`, in queue order, and sends them as one
+    /// request; with the default linger of zero it never waits, so at low
+    /// load a batch holds one message and adds no latency. The batch is
+    /// the unit of attempt, retry, circuit-breaker accounting and timeout:
+    /// a 2xx delivers every message of it; any failure hands every message
+    /// of it to the error handler, each with its
+    /// [`batch_index`](NotificationError::batch_index). A retried batch is
+    /// sent again whole, the same bytes. The body is written straight from
+    /// the messages' own buffers.
+    ///
+    /// The client then holds at most `queue_size + workers × max_messages`
+    /// messages: the queue holds `queue_size + workers`, and each
+    /// connection a batch; `notify` returns `QueueFull` past that. For full
+    /// batches at high rates, give the queue room for them:
+    /// `queue_size ≥ workers × max_messages`.
+    pub fn batch(mut self, b: BatchConfig) -> Builder {
+        self.batch = Some(b);
+        self
+    }
+
+    /// Compresses every request body (each batch once, its retries
+    /// sending the same compressed bytes) and says so in
+    /// `Content-Encoding`; default [`Compression::None`]. The
+    /// `Compression::Gzip` and `Compression::Zstd` variants exist with
+    /// the `gzip` and `zstd` cargo features. A `Content-Encoding` header
+    /// of the caller's is then refused.
+    pub fn compression(mut self, c: Compression) -> Builder {
+        self.compression = c;
+        self
+    }
+
     /// Validates the settings into the client's immutable configuration.
     pub(crate) fn into_config(self) -> Result<Config, BuildError> {
         let endpoint = Endpoint::parse(&self.url)?;
-        check_value("content type", &self.content_type)?;
+        let content_type = match (&self.content_type, &self.batch) {
+            (Some(set), _) => set.as_str(),
+            (
+                None,
+                Some(BatchConfig {
+                    content_type: Some(framing),
+                    ..
+                }),
+            ) => framing,
+            (None, _) => DEFAULT_CONTENT_TYPE,
+        };
+        check_value("content type", content_type)?;
         for (name, value) in &self.headers {
             if !is_token(name) {
                 return Err(BuildError::InvalidHeader(format!(
                     "header name {name:?} is not an HTTP token"
                 )));
             }
-            if RESERVED.iter().any(|r| name.eq_ignore_ascii_case(r)) {
+            let compressing = self.compression.content_encoding().is_some();
+            if RESERVED.iter().any(|r| name.eq_ignore_ascii_case(r))
+                || (compressing && name.eq_ignore_ascii_case("content-encoding"))
+            {
                 return Err(BuildError::InvalidHeader(format!(
                     "header {name:?} is set by the client itself"
                 )));
@@ -344,10 +406,35 @@ impl Builder {
         if let Some(threads) = self.threads {
             at_most("threads", threads, MAX_THREADS)?;
         }
+        let batching = match &self.batch {
+            None => Batching::off(),
+            Some(b) => {
+                at_most("max_messages", b.max_messages, MAX_BATCH_MESSAGES)?;
+                at_most("max_bytes", b.max_bytes, MAX_BATCH_BYTES)?;
+                if b.linger > MAX_LINGER {
+                    return Err(BuildError::InvalidSetting(format!(
+                        "linger = {:?} is longer than the longest allowed, {MAX_LINGER:?}",
+                        b.linger
+                    )));
+                }
+                Batching {
+                    on: true,
+                    framing: Framing {
+                        prefix: b.prefix.clone(),
+                        separator: b.separator.clone(),
+                        suffix: b.suffix.clone(),
+                    },
+                    max_messages: b.max_messages,
+                    max_bytes: b.max_bytes,
+                    linger: b.linger,
+                }
+            }
+        };
         let encoder = RequestEncoder::new(
             &endpoint.target,
             &endpoint.authority,
-            &self.content_type,
+            content_type,
+            self.compression.content_encoding(),
             &self.headers,
         );
         let tls = match endpoint.scheme {
@@ -367,6 +454,8 @@ impl Builder {
             workers: self.workers,
             queue_size: self.queue_size,
             threads,
+            batching,
+            compression: self.compression,
             timeout: self.timeout,
             idle_timeout: self.idle_timeout,
             shutdown_timeout: self.shutdown_timeout,
@@ -443,5 +532,107 @@ mod tests {
         let c = config(builder().workers(3).threads(8)).expect("build");
         assert_eq!(c.threads, 3);
         assert!((0..3).all(|id| c.slots_of(id) == 1));
+    }
+
+    #[test]
+    fn batch_settings_past_their_bound_are_refused() {
+        for (what, b) in [
+            (
+                "max_messages",
+                BatchConfig::ndjson().max_messages(MAX_BATCH_MESSAGES + 1),
+            ),
+            (
+                "max_bytes",
+                BatchConfig::ndjson().max_bytes(MAX_BATCH_BYTES + 1),
+            ),
+            (
+                "linger",
+                BatchConfig::ndjson().linger(MAX_LINGER + Duration::from_nanos(1)),
+            ),
+        ] {
+            match config(builder().batch(b)) {
+                Err(BuildError::InvalidSetting(text)) => assert!(text.contains(what), "{text}"),
+                other => panic!("{what}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_largest_batches_bound_what_the_client_holds() {
+        let c = config(
+            builder()
+                .workers(MAX_WORKERS)
+                .queue_size(MAX_QUEUE_SIZE)
+                .batch(BatchConfig::ndjson().max_messages(MAX_BATCH_MESSAGES)),
+        )
+        .expect("at the bounds");
+        assert_eq!(
+            c.capacity(),
+            MAX_QUEUE_SIZE + MAX_WORKERS * MAX_BATCH_MESSAGES
+        );
+        assert_eq!(
+            c.queue_capacity(),
+            MAX_QUEUE_SIZE + MAX_WORKERS,
+            "the ring does not grow with the batches"
+        );
+        let zero = config(builder().batch(BatchConfig::ndjson().max_messages(0).max_bytes(0)))
+            .expect("zero is ignored");
+        assert_eq!(zero.batching.max_messages, 500);
+        assert_eq!(zero.batching.max_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn the_framing_names_the_content_type_unless_the_caller_did() {
+        let head = |b: Builder| {
+            let c = config(b).expect("build");
+            let mut out = Vec::new();
+            c.encoder
+                .head(0)
+                .with_body(crate::proto::request::Body::Bytes(b""))
+                .copy_from(&Default::default(), &mut out);
+            String::from_utf8(out).expect("ascii")
+        };
+        let content_type = |b: Builder| {
+            let h = head(b);
+            let line = h
+                .lines()
+                .find(|l| l.starts_with("Content-Type: "))
+                .expect("one");
+            line["Content-Type: ".len()..].to_owned()
+        };
+        assert_eq!(content_type(builder()), DEFAULT_CONTENT_TYPE);
+        assert_eq!(
+            content_type(builder().batch(BatchConfig::ndjson())),
+            "application/x-ndjson"
+        );
+        assert_eq!(
+            content_type(builder().batch(BatchConfig::json_array())),
+            "application/json"
+        );
+        assert_eq!(
+            content_type(builder().batch(BatchConfig::concatenated())),
+            DEFAULT_CONTENT_TYPE
+        );
+        assert_eq!(
+            content_type(builder().batch(BatchConfig::custom(b"{", b",", b"}"))),
+            DEFAULT_CONTENT_TYPE
+        );
+        assert_eq!(
+            content_type(
+                builder()
+                    .content_type("text/csv")
+                    .batch(BatchConfig::ndjson())
+            ),
+            "text/csv"
+        );
+        assert_eq!(
+            content_type(
+                builder()
+                    .batch(BatchConfig::ndjson())
+                    .content_type("text/csv")
+            ),
+            "text/csv",
+            "whichever order the calls come in"
+        );
     }
 }

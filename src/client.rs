@@ -78,7 +78,8 @@ impl Client {
     ///
     /// Fails, handing the message back, when the client is not started,
     /// is stopped, or already holds `queue_size + workers` messages
-    /// (queued or in flight): that is backpressure, and the caller decides
+    /// (queued or in flight; `queue_size + workers × max_messages` with
+    /// [`Builder::batch`]): that is backpressure, and the caller decides
     /// whether to drop, retry later or block.
     ///
     /// `notify` takes no lock and makes no syscall except to wake an event

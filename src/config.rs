@@ -12,7 +12,8 @@ use crate::conn::tls::TlsSetup;
 use crate::endpoint::Endpoint;
 use crate::error::NotificationError;
 use crate::policy::{CircuitBreakerConfig, RetryConfig};
-use crate::proto::request::RequestEncoder;
+use crate::proto::compress::Compression;
+use crate::proto::request::{Framing, RequestEncoder};
 
 /// Default number of workers: simultaneous requests, one connection each.
 pub const DEFAULT_WORKERS: usize = 10;
@@ -37,6 +38,33 @@ pub const MAX_THREADS: usize = 1024;
 /// What a failed message is handed to.
 pub(crate) type Handler = Arc<dyn Fn(NotificationError) + Send + Sync>;
 
+/// How requests are formed from queued messages.
+#[derive(Debug)]
+pub(crate) struct Batching {
+    /// Batching was asked for: failures say where in their batch they were.
+    pub(crate) on: bool,
+    pub(crate) framing: Framing,
+    /// `1..=MAX_BATCH_MESSAGES`; 1 without batching.
+    pub(crate) max_messages: usize,
+    /// Body bytes before compression; a first message larger goes alone.
+    pub(crate) max_bytes: usize,
+    /// `..=MAX_LINGER`.
+    pub(crate) linger: Duration,
+}
+
+impl Batching {
+    /// One message per request, as it is.
+    pub(crate) fn off() -> Batching {
+        Batching {
+            on: false,
+            framing: Framing::default(),
+            max_messages: 1,
+            max_bytes: usize::MAX,
+            linger: Duration::ZERO,
+        }
+    }
+}
+
 /// Everything an event loop needs to know, fixed at build time.
 pub(crate) struct Config {
     pub(crate) endpoint: Endpoint,
@@ -50,6 +78,8 @@ pub(crate) struct Config {
     pub(crate) queue_size: usize,
     /// `1..=workers.min(MAX_THREADS)`.
     pub(crate) threads: usize,
+    pub(crate) batching: Batching,
+    pub(crate) compression: Compression,
     pub(crate) timeout: Duration,
     pub(crate) idle_timeout: Duration,
     pub(crate) shutdown_timeout: Option<Duration>,
@@ -67,8 +97,16 @@ pub(crate) struct Config {
 
 impl Config {
     /// The most messages the client holds at once: queued, in flight and
-    /// waiting for a retry.
+    /// waiting for a retry. Within bounds by validation: at most
+    /// `MAX_QUEUE_SIZE + MAX_WORKERS × MAX_BATCH_MESSAGES`, 2^24 + 2^32.
     pub(crate) fn capacity(&self) -> usize {
+        self.queue_size + self.workers * self.batching.max_messages
+    }
+
+    /// The most messages the queue itself holds: its ring is allocated at
+    /// build time, so it does not grow with the batches the connections
+    /// hold outside it.
+    pub(crate) fn queue_capacity(&self) -> usize {
         self.queue_size + self.workers
     }
 
@@ -86,6 +124,7 @@ impl fmt::Debug for Config {
             .field("workers", &self.workers)
             .field("queue_size", &self.queue_size)
             .field("threads", &self.threads)
+            .field("batching", &self.batching)
             .field("timeout", &self.timeout)
             .field("idle_timeout", &self.idle_timeout)
             .field("shutdown_timeout", &self.shutdown_timeout)

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::io;
+use std::sync::Arc;
 
 use crate::message::Message;
 
@@ -44,7 +45,8 @@ pub enum NotifyError {
     #[error("client not started")]
     NotStarted(Message),
     /// The client already holds `queue_size + workers` messages (queued, in
-    /// flight or waiting for a retry).
+    /// flight or waiting for a retry; `queue_size + workers × max_messages`
+    /// with batching).
     #[error("notification queue is full")]
     QueueFull(Message),
     /// [`Client::stop`](crate::Client::stop) has been called.
@@ -215,8 +217,32 @@ pub enum ProtocolError {
 pub(crate) enum Cause {
     None,
     Io(io::Error),
+    /// One I/O error under every message of a failed batch.
+    SharedIo(Arc<io::Error>),
     Tls(rustls::Error),
     Protocol(ProtocolError),
+}
+
+impl Cause {
+    /// The same cause, cheap to clone: an I/O error is put behind an
+    /// `Arc` (once per failed batch; the rest clone as they are).
+    fn shared(self) -> Cause {
+        match self {
+            Cause::Io(e) => Cause::SharedIo(Arc::new(e)),
+            other => other,
+        }
+    }
+
+    /// A copy of a cause made by [`Cause::shared`].
+    fn copy(&self) -> Cause {
+        match self {
+            Cause::None => Cause::None,
+            Cause::Io(e) => Cause::Io(io::Error::new(e.kind(), e.to_string())),
+            Cause::SharedIo(e) => Cause::SharedIo(Arc::clone(e)),
+            Cause::Tls(e) => Cause::Tls(e.clone()),
+            Cause::Protocol(e) => Cause::Protocol(e.clone()),
+        }
+    }
 }
 
 /// Why one attempt failed.
@@ -260,6 +286,32 @@ impl Failure {
     pub(crate) fn class(&self) -> Class {
         self.kind.class(self.status)
     }
+
+    /// The same failure for each of `n` messages of a batch, the cause
+    /// shared by all.
+    pub(crate) fn for_each_of(self, n: usize) -> impl Iterator<Item = Failure> {
+        let Failure {
+            kind,
+            status,
+            cause,
+            retry_after,
+        } = self;
+        let cause = if n > 1 { cause.shared() } else { cause };
+        let mut cause = Some(cause);
+        (0..n).map(move |i| {
+            let cause = if i + 1 == n {
+                cause.take().unwrap_or(Cause::None)
+            } else {
+                cause.as_ref().map_or(Cause::None, Cause::copy)
+            };
+            Failure {
+                kind,
+                status,
+                cause,
+                retry_after,
+            }
+        })
+    }
 }
 
 /// A notification that could not be delivered, handed to the error handler
@@ -277,17 +329,38 @@ pub struct NotificationError {
     status: Option<u16>,
     attempts: u32,
     cause: Cause,
+    /// The message's place in its batch and the batch's length.
+    batch: Option<(usize, usize)>,
 }
 
 impl NotificationError {
-    pub(crate) fn new(message: Message, failure: Failure, attempts: u32) -> NotificationError {
+    pub(crate) fn new(
+        message: Message,
+        failure: Failure,
+        attempts: u32,
+        batch: Option<(usize, usize)>,
+    ) -> NotificationError {
         NotificationError {
             message,
             kind: failure.kind,
             status: failure.status,
             attempts,
             cause: failure.cause,
+            batch,
         }
+    }
+
+    /// The message's place (from 0) in the batch it failed with, in queue
+    /// order; `None` when batching is off. Every message of a failed batch
+    /// is handed over, each with its own index.
+    pub fn batch_index(&self) -> Option<usize> {
+        self.batch.map(|(index, _)| index)
+    }
+
+    /// How many messages the batch it failed with carried; `None` when
+    /// batching is off.
+    pub fn batch_len(&self) -> Option<usize> {
+        self.batch.map(|(_, len)| len)
     }
 
     /// The bytes of the message that was not delivered.
@@ -333,10 +406,14 @@ impl fmt::Display for NotificationError {
         }
         write!(
             f,
-            " ({} attempt{})",
+            " ({} attempt{}",
             self.attempts,
             if self.attempts == 1 { "" } else { "s" }
-        )
+        )?;
+        if let Some((index, len)) = self.batch {
+            write!(f, "; index {index} of a batch of {len}")?;
+        }
+        f.write_str(")")
     }
 }
 
@@ -345,6 +422,7 @@ impl std::error::Error for NotificationError {
         match &self.cause {
             Cause::None => None,
             Cause::Io(e) => Some(e),
+            Cause::SharedIo(e) => Some(&**e),
             Cause::Tls(e) => Some(e),
             Cause::Protocol(e) => Some(e),
         }

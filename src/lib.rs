@@ -24,8 +24,18 @@
 //! - **Ordering**: messages leave the queue in order but travel over up to
 //!   `workers` connections at once; with `workers(1)` they arrive in order.
 //! - **Backpressure**: the client holds at most `queue_size + workers`
-//!   messages; past that `notify` returns [`NotifyError::QueueFull`] with
-//!   the message. Memory stays bounded whatever the server does.
+//!   messages (`queue_size + workers × max_messages` with batching); past
+//!   that `notify` returns [`NotifyError::QueueFull`] with the message.
+//!   Memory stays bounded whatever the server does.
+//! - **Batching** ([`Builder::batch`]): a free connection takes what is
+//!   queued, up to [`BatchConfig::max_messages`], and sends it as one
+//!   request body (NDJSON, a JSON array, or any framing), written straight
+//!   from the messages' buffers. The batch is the unit of attempt, retry
+//!   and timeout; a failed batch hands each of its messages to the error
+//!   handler with its [`NotificationError::batch_index`].
+//! - **Compression** ([`Builder::compression`], cargo features `gzip` and
+//!   `zstd`): each body compressed once, its retries resending the same
+//!   bytes.
 //! - **Threads**: the event loops' threads are spawned by the build and
 //!   wait for [`Client::start`]. The error handler runs on an event-loop
 //!   thread; a slow handler delays that loop. A panic in it is caught and
@@ -38,7 +48,8 @@
 //! # In scope / out of scope
 //!
 //! In: HTTP/1.1 POST to one `http://` or `https://` endpoint (rustls),
-//! keep-alive, per-attempt deadlines, bounded memory. Out: HTTP/2,
+//! keep-alive, per-attempt deadlines, bounded memory, batching and
+//! compression. Out: HTTP/2,
 //! streaming bodies, many URLs, cookies, redirects, proxies.
 //!
 //! # TLS
@@ -52,6 +63,7 @@
 //! (custom roots, client certificates); there is no switch that turns
 //! verification off.
 
+mod batch;
 #[cfg(feature = "internals")]
 mod bench;
 mod builder;
@@ -69,6 +81,10 @@ mod runtime;
 mod stats;
 mod sync;
 
+pub use batch::{
+    BatchConfig, DEFAULT_BATCH_BYTES, DEFAULT_BATCH_MESSAGES, MAX_BATCH_BYTES, MAX_BATCH_MESSAGES,
+    MAX_LINGER,
+};
 pub use builder::Builder;
 pub use client::Client;
 pub use config::{
@@ -93,4 +109,5 @@ pub mod __fuzz {
     pub use crate::fuzzing::*;
 }
 pub use policy::{CircuitBreakerConfig, CircuitState, RetryConfig};
+pub use proto::compress::Compression;
 pub use stats::Stats;

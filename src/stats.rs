@@ -20,8 +20,13 @@ pub struct Stats {
     /// counted here as `Internal` without a handler call: the unwinding
     /// dropped it.
     pub failed: u64,
-    /// Retry attempts made (not counting first attempts).
+    /// Messages sent again by a retry (not counting first attempts): a
+    /// retried batch of 100 messages counts 100.
     pub retried: u64,
+    /// Requests written (every byte handed to the connection), whatever
+    /// their outcome; an automatic re-send counts again. With batching,
+    /// `delivered / requests` is the messages carried per request.
+    pub requests: u64,
     /// `notify` calls refused with `QueueFull`.
     pub rejected: u64,
     /// `notify` calls that had to wake a parked event loop, one `eventfd`
@@ -32,11 +37,13 @@ pub struct Stats {
     /// Error-handler calls that panicked (caught; the loop went on).
     pub handler_panics: u64,
     /// Messages waiting in the queue. The bound is on queued plus in
-    /// flight (`queue_size + workers`), so while connections are being
+    /// flight (`queue_size + workers`, or `queue_size + workers ×
+    /// max_messages` with batching), so while connections are being
     /// opened this may exceed `queue_size` by up to `workers`.
     pub queued: usize,
     /// Messages accepted and not yet finished, beyond those queued: being
-    /// sent, awaiting their response, or waiting for a retry.
+    /// sent, awaiting their response, waiting for a retry, or gathered into
+    /// a batch that lingers.
     pub in_flight: usize,
     /// The circuit breaker's state; `Closed` without a breaker. An open
     /// circuit whose reset timeout has passed reads `HalfOpen`: the next

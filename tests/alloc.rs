@@ -2,7 +2,9 @@
 //!
 //! The count covers the client's event loops and the notifying thread; the
 //! test server's threads are left out. Messages are allocated before the
-//! counted window, so what remains is what the client itself allocates.
+//! counted window, so what remains is what the client itself allocates:
+//! over plain HTTP and HTTPS one message per request, and with batching
+//! (NDJSON and JSON-array bodies written from the messages' own buffers).
 
 // A global allocator is an `unsafe impl`; this test binary needs one.
 #![allow(unsafe_code)]
@@ -11,7 +13,7 @@ mod support;
 
 use std::time::Duration;
 
-use notifier::{Builder, Client, Message};
+use notifier::{BatchConfig, Builder, Client, Message, Stats};
 use support::tls::TlsServer;
 use support::{notify_retrying, Server};
 
@@ -29,8 +31,9 @@ const MESSAGES: usize = 10_000;
 const LONG: Duration = Duration::from_secs(60);
 
 /// Allocations the client made while delivering [`MESSAGES`] 64-byte
-/// messages, after a warm-up that opened its connections.
-fn allocations_for(builder: Builder) -> u64 {
+/// messages, after a warm-up that opened its connections (and, with
+/// batching, grew its batches' buffers); and its stats once stopped.
+fn allocations_for(builder: Builder) -> (u64, Stats) {
     let client: Client = builder.build().expect("build");
     client.start();
     for _ in 0..WARM_UP {
@@ -51,12 +54,12 @@ fn allocations_for(builder: Builder) -> u64 {
     client.stop();
     let stats = client.stats();
     assert_eq!(stats.delivered, (WARM_UP + MESSAGES) as u64, "{stats:?}");
-    allocations
+    (allocations, stats)
 }
 
-/// One test, so the two measurements never overlap in the shared counter.
+/// One test, so the measurements never overlap in the shared counter.
 #[test]
-fn allocations_per_message_over_http_and_https() {
+fn allocations_per_message_over_http_and_https_and_in_batches() {
     assert!(
         support::SERVER_THREAD_START
             .set(alloc::exclude_this_thread)
@@ -64,15 +67,50 @@ fn allocations_per_message_over_http_and_https() {
         "hook already set"
     );
     alloc::enable();
+    let per = |n: u64| n as f64 / MESSAGES as f64;
 
     let server = Server::no_content();
-    let http = allocations_for(Client::builder(&server.url()));
+    let (http, _) = allocations_for(Client::builder(&server.url()));
 
     let tls_server = TlsServer::no_content();
-    let https =
+    let (https, _) =
         allocations_for(Client::builder(&tls_server.url()).tls_config(tls_server.client_config()));
 
-    let per = |n: u64| n as f64 / MESSAGES as f64;
+    // Batches: the notifying thread outruns the loops, so batches fill.
+    let batched = |name: &str, batch: BatchConfig| {
+        let server = Server::no_content();
+        let (allocations, stats) = allocations_for(Client::builder(&server.url()).batch(batch));
+        eprintln!(
+            "{name} batches: {allocations} allocations for {MESSAGES} messages \
+             ({:.3}/msg), {:.1} messages per request",
+            per(allocations),
+            stats.delivered as f64 / stats.requests as f64
+        );
+        assert!(
+            stats.requests < stats.delivered,
+            "{name}: no batch held two messages: {stats:?}"
+        );
+        allocations
+    };
+    let ndjson = batched("NDJSON", BatchConfig::ndjson());
+    let array = batched("JSON-array", BatchConfig::json_array());
+    // Each batch compressed once into its job's recycled buffer, by the
+    // loop's one compressor.
+    #[cfg(feature = "gzip")]
+    let gzip = {
+        let server = Server::no_content();
+        let builder = Client::builder(&server.url())
+            .batch(BatchConfig::ndjson())
+            .compression(notifier::Compression::Gzip);
+        let (allocations, stats) = allocations_for(builder);
+        eprintln!(
+            "gzip NDJSON batches: {allocations} allocations for {MESSAGES} messages, \
+             {:.1} messages per request",
+            stats.delivered as f64 / stats.requests as f64
+        );
+        allocations
+    };
+
     eprintln!(
         "allocations for {MESSAGES} messages: http {http} ({:.3}/msg), https {https} ({:.3}/msg)",
         per(http),
@@ -91,4 +129,17 @@ fn allocations_per_message_over_http_and_https() {
         https <= 2 * MESSAGES as u64 + 16,
         "HTTPS allocated {https} times for {MESSAGES} messages: more than two per message"
     );
+    // Batches are formed in recycled jobs: no allocation per message, nor
+    // per batch, once the warm-up has grown their buffers.
+    #[cfg(feature = "gzip")]
+    assert!(
+        gzip <= 16,
+        "gzip batches allocated {gzip} times for {MESSAGES} messages"
+    );
+    for (name, n) in [("NDJSON", ndjson), ("JSON-array", array)] {
+        assert!(
+            n <= 16,
+            "{name} batches allocated {n} times for {MESSAGES} messages"
+        );
+    }
 }

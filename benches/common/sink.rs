@@ -58,7 +58,9 @@ pub(crate) trait Observer: Send + Sync + 'static {
     /// client has closed the connection.
     fn thread_ending(&self) {}
 
-    /// Called with each request's body, before it is answered.
+    /// Called with each request's body, before it is answered. A
+    /// batching client's body carries many messages: the observer finds
+    /// them (`benches/common/framing.rs`) and counts them.
     /// It runs on the hot path of the sink: it must not allocate.
     fn request(&self, body: &[u8]) {
         let _ = body;

@@ -20,6 +20,12 @@
 //! bounded (the channel, plus the client's `queue_size + workers`), except for
 //! the length of one line, which is not limited.
 //!
+//! With `--batch ndjson|json-array|concat`, a request carries as many lines
+//! as are waiting (up to 500, or 1 MiB of body), framed as asked.
+//! Lines are not checked: with `json-array` each should itself be a JSON
+//! value. A failed batch reports each of its lines. `--gzip` compresses
+//! each request body (`Content-Encoding: gzip`), once per batch.
+//!
 //! # Backpressure
 //!
 //! When the client is full
@@ -87,8 +93,12 @@ options:
   --retry ATTEMPTS      attempts per message, the first included (default 1:
                         no retry); retries connection failures, timeouts, 5xx
   --header 'Name: value'  extra request header; may be repeated
-  --content-type CT     Content-Type of every request
-                        (default text/plain; charset=utf-8)
+  --content-type CT     Content-Type of every request (default
+                        text/plain; charset=utf-8, or the --batch framing's)
+  --batch FRAMING       carry many lines in one request: ndjson (each line
+                        followed by \n), json-array ([l1,l2,...]) or concat
+                        (lines back to back); up to 500 lines or 1 MiB each
+  --gzip                compress each request body (Content-Encoding: gzip)
   -h, --help            print this help
 
 SIGINT/SIGTERM: stop reading, deliver what was accepted, print the summary;

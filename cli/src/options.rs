@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::time::Duration;
 
 use notifier::{
-    BuildError, Client, RetryConfig, DEFAULT_CONTENT_TYPE, DEFAULT_QUEUE_SIZE, DEFAULT_TIMEOUT,
+    BatchConfig, BuildError, Client, Compression, RetryConfig, DEFAULT_QUEUE_SIZE, DEFAULT_TIMEOUT,
     DEFAULT_WORKERS,
 };
 
@@ -20,7 +20,10 @@ pub(crate) struct Options {
     timeout: Duration,
     retry: Option<u32>,
     headers: Vec<(String, String)>,
-    content_type: String,
+    /// `None`: the batch framing's, else the library's default.
+    content_type: Option<String>,
+    batch: Option<BatchConfig>,
+    gzip: bool,
 }
 
 impl Options {
@@ -38,7 +41,9 @@ impl Options {
             timeout: DEFAULT_TIMEOUT,
             retry: None,
             headers: Vec::new(),
-            content_type: DEFAULT_CONTENT_TYPE.to_owned(),
+            content_type: None,
+            batch: None,
+            gzip: false,
         };
         let mut args = args.into_iter().map(|arg| {
             arg.into_string()
@@ -48,6 +53,10 @@ impl Options {
             let arg = arg?;
             if arg == "-h" || arg == "--help" {
                 return Ok(None);
+            }
+            if arg == "--gzip" {
+                options.gzip = true;
+                continue;
             }
             let (flag, inline_value) = match arg.split_once('=') {
                 Some((flag, value)) if flag.starts_with("--") => {
@@ -69,7 +78,8 @@ impl Options {
                 "--timeout" => options.timeout = parse_seconds(&flag, &value()?)?,
                 "--retry" => options.retry = Some(parse_count(&flag, &value()?)?),
                 "--header" => options.headers.push(parse_header(&value()?)?),
-                "--content-type" => options.content_type = value()?,
+                "--content-type" => options.content_type = Some(value()?),
+                "--batch" => options.batch = Some(parse_batch(&value()?)?),
                 _ if flag.starts_with('-') => return Err(format!("unknown option {flag:?}")),
                 _ => return Err(format!("unexpected argument {flag:?}")),
             }
@@ -86,8 +96,16 @@ impl Options {
             .workers(self.workers)
             .queue_size(self.queue)
             .timeout(self.timeout)
-            .content_type(&self.content_type)
             .error_handler(move |error| report_failure(&error, tty));
+        if let Some(content_type) = &self.content_type {
+            builder = builder.content_type(content_type);
+        }
+        if let Some(batch) = &self.batch {
+            builder = builder.batch(batch.clone());
+        }
+        if self.gzip {
+            builder = builder.compression(Compression::Gzip);
+        }
         for (name, value) in &self.headers {
             builder = builder.header(name, value);
         }
@@ -95,6 +113,18 @@ impl Options {
             builder = builder.retry(RetryConfig::default().max_attempts(attempts));
         }
         builder.build()
+    }
+}
+
+/// Parses a batch framing's name.
+fn parse_batch(text: &str) -> Result<BatchConfig, String> {
+    match text {
+        "ndjson" => Ok(BatchConfig::ndjson()),
+        "json-array" => Ok(BatchConfig::json_array()),
+        "concat" => Ok(BatchConfig::concatenated()),
+        _ => Err(format!(
+            "--batch {text:?}: expected ndjson, json-array or concat"
+        )),
     }
 }
 

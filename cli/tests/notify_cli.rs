@@ -18,7 +18,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{assert_each_id_once, msg, response, wait_until, Action, Server};
+use support::{
+    assert_each_body_once, assert_each_id_once, msg, response, wait_until, Action, Server,
+};
 
 /// The longest one run of `notify` may take.
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -304,6 +306,66 @@ fn line_endings_are_stripped_empty_lines_skipped_and_bytes_sent_as_they_are() {
         Some("text/plain; charset=utf-8"),
         "the library's default"
     );
+}
+
+#[test]
+fn batch_carries_many_lines_per_request_in_the_framing_asked_for() {
+    const N: usize = 2000;
+    for (framing, content_type) in [
+        ("ndjson", "application/x-ndjson"),
+        ("json-array", "application/json"),
+    ] {
+        let server = Server::no_content();
+        let url = server.url();
+        let out = run_notify(&["--url", &url, "--batch", framing], &numbered_lines(N));
+        assert_eq!(out.code(), 0, "{framing}: stderr:\n{}", out.stderr);
+        assert_eq!(out.summary("delivered"), N as u64, "{}", out.stderr);
+        let requests = server.requests();
+        let mut bodies = Vec::new();
+        for request in &requests {
+            assert_eq!(request.header("content-type"), Some(content_type));
+            let body = std::str::from_utf8(&request.body).expect("the lines are text");
+            let inner = match framing {
+                "ndjson" => body.strip_suffix('\n').expect("ends with a newline"),
+                _ => body
+                    .strip_prefix('[')
+                    .and_then(|b| b.strip_suffix(']'))
+                    .expect("an array"),
+            };
+            let separator = if framing == "ndjson" { '\n' } else { ',' };
+            bodies.extend(inner.split(separator).map(|m| m.as_bytes().to_vec()));
+        }
+        assert_eq!(bodies.len(), N, "{framing}: every line once");
+        assert_each_body_once(bodies.iter().map(|b| &b[..]), N);
+    }
+    // Compressed: the body decodes to the same framing.
+    let server = Server::no_content();
+    let url = server.url();
+    let out = run_notify(
+        &["--url", &url, "--batch", "ndjson", "--gzip"],
+        &numbered_lines(N),
+    );
+    assert_eq!(out.code(), 0, "--gzip: stderr:\n{}", out.stderr);
+    let mut lines = Vec::new();
+    for request in &server.requests() {
+        assert_eq!(request.header("content-encoding"), Some("gzip"));
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(&request.body[..]),
+            &mut body,
+        )
+        .expect("a gzip body");
+        let body = body
+            .strip_suffix(b"\n")
+            .expect("ends with a newline")
+            .to_vec();
+        lines.extend(body.split(|&b| b == b'\n').map(<[u8]>::to_vec));
+    }
+    assert_each_body_once(lines.iter().map(|b| &b[..]), N);
+
+    let out = run_notify(&["--url", "http://127.0.0.1:9/", "--batch", "xml"], b"");
+    assert_eq!(out.code(), 2, "an unknown framing is a usage error");
+    assert!(out.stderr.contains("--batch \"xml\""), "{}", out.stderr);
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! give bytes. Nothing here touches a socket or a clock, which is what makes
 //! the protocol code testable split by split and fuzzable.
 
+pub(crate) mod compress;
 pub(crate) mod request;
 pub(crate) mod response;
 pub(crate) mod retry_after;

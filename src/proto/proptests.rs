@@ -8,8 +8,9 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;
 
-use super::request::RequestEncoder;
+use super::request::{Body, Cursor, Framing as BodyFraming, RequestEncoder};
 use crate::fuzzing::{check_outcome, check_reads, response_outcome, End, Head, Outcome};
+use crate::message::Message;
 
 /// Few enough cases to keep `cargo test` fast.
 const CASES: u32 = if cfg!(miri) { 8 } else { 256 };
@@ -305,7 +306,8 @@ fn user_headers() -> impl Strategy<Value = Vec<(String, String)>> {
 fn encode(encoder: &RequestEncoder, body: &[u8]) -> Vec<u8> {
     let head = encoder.head(body.len());
     let mut out = Vec::new();
-    head.with_body(body).copy_from(0, &mut out);
+    head.with_body(Body::Bytes(body))
+        .copy_from(&Cursor::default(), &mut out);
     out
 }
 
@@ -358,7 +360,7 @@ proptest! {
         headers in user_headers(),
         body in vec(any::<u8>(), 0..512),
     ) {
-        let encoder = RequestEncoder::new(&target, &authority, &content_type, &headers);
+        let encoder = RequestEncoder::new(&target, &authority, &content_type, None, &headers);
         let bytes = encode(&encoder, &body);
         let mut parsed = [httparse::EMPTY_HEADER; 16];
         let mut request = httparse::Request::new(&mut parsed);
@@ -379,5 +381,58 @@ proptest! {
         want.push(("Content-Length", length.as_bytes()));
         prop_assert_eq!(got, want);
         prop_assert_eq!(&bytes[len..], &body[..]);
+    }
+
+    #[test]
+    fn a_framed_batch_is_written_whole_in_any_write_sizes(
+        prefix in vec(any::<u8>(), 0..3),
+        separator in vec(any::<u8>(), 0..3),
+        suffix in vec(any::<u8>(), 0..3),
+        msgs in vec(vec(any::<u8>(), 0..40), 1..40),
+        budgets in vec(1usize..8, 1..16),
+        takes in vec(any::<Index>(), 1..16),
+    ) {
+        let framing = BodyFraming {
+            prefix: prefix.clone().into(),
+            separator: separator.clone().into(),
+            suffix: suffix.clone().into(),
+        };
+        let msgs: Vec<Message> = msgs.into_iter().map(Message::from).collect();
+        let mut body = prefix.clone();
+        for (i, m) in msgs.iter().enumerate() {
+            if i > 0 {
+                body.extend_from_slice(&separator);
+            }
+            body.extend_from_slice(m);
+        }
+        body.extend_from_slice(&suffix);
+        let len: usize = (0..msgs.len()).map(|n| framing.added(n, msgs[n].len())).sum();
+        prop_assert_eq!(len, body.len());
+
+        let encoder = RequestEncoder::new("/", "h", "text/plain", None, &[]);
+        let head = encoder.head(len);
+        let request = head.with_body(Body::Framed(&framing, &msgs));
+        let mut want = Vec::new();
+        head.with_body(Body::Bytes(&body)).copy_from(&Cursor::default(), &mut want);
+        prop_assert_eq!(request.len(), want.len());
+
+        // A socket taking a few slices at a time, and only part of them.
+        let mut cursor = Cursor::default();
+        let mut got = Vec::new();
+        let mut turn = 0;
+        while !request.is_done(&cursor) {
+            prop_assert!(turn < 10_000, "no progress");
+            let mut slices = [std::io::IoSlice::new(&[]); 8];
+            let budget = budgets[turn % budgets.len()];
+            let n = request.slices(&cursor, &mut slices[..budget]);
+            prop_assert!(n > 0);
+            let offered: Vec<u8> = slices[..n].iter().flat_map(|s| s.iter().copied()).collect();
+            let k = takes[turn % takes.len()].index(offered.len() + 1).max(1).min(offered.len());
+            got.extend_from_slice(&offered[..k]);
+            request.advance(&mut cursor, k);
+            turn += 1;
+        }
+        prop_assert_eq!(cursor.written(), want.len());
+        prop_assert_eq!(got, want);
     }
 }

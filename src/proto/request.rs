@@ -1,12 +1,18 @@
 //! Request encoding: everything but the body length is fixed for the life of
 //! a client, so the head is built once and each request only adds its
-//! `Content-Length` digits. Encoding a request allocates nothing.
+//! `Content-Length` digits. The body is either bytes as they are (one
+//! message, or a compressed batch) or a batch framed around its messages'
+//! own buffers. A request is handed out as slices for vectored writes,
+//! with a cursor through them: encoding one allocates and copies nothing.
 
 use std::io::IoSlice;
 
+use crate::message::Message;
+
 /// The request head shared by every request of a client:
-/// `POST <target> HTTP/1.1`, `Host`, `Content-Type`, the user's headers, and
-/// the `Content-Length: ` name waiting for its value.
+/// `POST <target> HTTP/1.1`, `Host`, `Content-Type`, `Content-Encoding`
+/// when bodies are compressed, the user's headers, and the
+/// `Content-Length: ` name waiting for its value.
 #[derive(Debug)]
 pub(crate) struct RequestEncoder {
     prefix: Box<[u8]>,
@@ -19,6 +25,7 @@ impl RequestEncoder {
         target: &str,
         authority: &str,
         content_type: &str,
+        content_encoding: Option<&str>,
         headers: &[(String, String)],
     ) -> RequestEncoder {
         let mut p = Vec::with_capacity(128);
@@ -32,6 +39,11 @@ impl RequestEncoder {
             "\r\n",
         ] {
             p.extend_from_slice(part.as_bytes());
+        }
+        if let Some(encoding) = content_encoding {
+            p.extend_from_slice(b"Content-Encoding: ");
+            p.extend_from_slice(encoding.as_bytes());
+            p.extend_from_slice(b"\r\n");
         }
         for (name, value) in headers {
             p.extend_from_slice(name.as_bytes());
@@ -50,6 +62,7 @@ impl RequestEncoder {
         RequestHead {
             prefix: &self.prefix,
             length: LengthLine::new(len),
+            body_len: len,
         }
     }
 }
@@ -87,61 +100,215 @@ impl LengthLine {
     }
 }
 
+/// The bytes before, between and after a batch's messages. Without
+/// batching all three are empty and a body is its one message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Framing {
+    pub(crate) prefix: Box<[u8]>,
+    pub(crate) separator: Box<[u8]>,
+    pub(crate) suffix: Box<[u8]>,
+}
+
+impl Framing {
+    /// How many bytes a message of `len` adds to a body of `n` messages
+    /// (saturating: no body that large fits in memory anyway).
+    pub(crate) fn added(&self, n: usize, len: usize) -> usize {
+        let framing = if n == 0 {
+            self.prefix.len() + self.suffix.len()
+        } else {
+            self.separator.len()
+        };
+        framing.saturating_add(len)
+    }
+
+    /// The body's bytes for `msgs`, in order, as slices (empty ones
+    /// included).
+    pub(crate) fn parts<'a>(&'a self, msgs: &'a [Message]) -> impl Iterator<Item = &'a [u8]> {
+        let n = msgs.len();
+        (0..2 * n + 1).map(move |i| self.part(msgs, i))
+    }
+
+    /// Body part `i` of `2 n + 1`: the prefix, then each message with a
+    /// separator between, then the suffix.
+    fn part<'a>(&'a self, msgs: &'a [Message], i: usize) -> &'a [u8] {
+        if i == 0 {
+            &self.prefix
+        } else if i == 2 * msgs.len() {
+            &self.suffix
+        } else if i % 2 == 1 {
+            &msgs[i / 2]
+        } else {
+            &self.separator
+        }
+    }
+}
+
+#[cfg(test)]
+impl Framing {
+    /// `BatchConfig::ndjson`'s framing.
+    pub(crate) fn ndjson() -> Framing {
+        Framing {
+            prefix: Box::new([]),
+            separator: b"\n".to_vec().into(),
+            suffix: b"\n".to_vec().into(),
+        }
+    }
+}
+
+/// A request body.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Body<'a> {
+    /// Bytes sent as they are: a compressed body.
+    Bytes(&'a [u8]),
+    /// Messages sent from their own buffers, framed.
+    Framed(&'a Framing, &'a [Message]),
+}
+
+impl<'a> Body<'a> {
+    fn parts(&self) -> usize {
+        match self {
+            Body::Bytes(_) => 1,
+            Body::Framed(_, msgs) => 2 * msgs.len() + 1,
+        }
+    }
+
+    fn part(&self, i: usize) -> &'a [u8] {
+        match *self {
+            Body::Bytes(bytes) => bytes,
+            Body::Framed(framing, msgs) => framing.part(msgs, i),
+        }
+    }
+}
+
 /// One request's head: the shared prefix and this request's length line.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RequestHead<'a> {
     prefix: &'a [u8],
     length: LengthLine,
-}
-
-/// A whole request as three byte slices, with progress through them.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct RequestBytes<'a> {
-    parts: [&'a [u8]; 3],
+    body_len: usize,
 }
 
 impl<'a> RequestHead<'a> {
-    /// The head followed by `body`.
-    pub(crate) fn with_body<'b>(&'b self, body: &'b [u8]) -> RequestBytes<'b> {
+    /// The head followed by `body`, which must be as long as the head says.
+    pub(crate) fn with_body<'b>(&'b self, body: Body<'b>) -> RequestBytes<'b> {
         RequestBytes {
-            parts: [self.prefix, self.length.as_bytes(), body],
+            prefix: self.prefix,
+            length: self.length.as_bytes(),
+            body,
+            len: self.prefix.len() + self.length.as_bytes().len() + self.body_len,
         }
     }
 }
 
+/// How far a request has been written: the part under way, the bytes of
+/// it already taken, and the bytes taken in all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Cursor {
+    part: usize,
+    offset: usize,
+    written: usize,
+}
+
+impl Cursor {
+    /// Bytes taken so far.
+    #[cfg(test)]
+    pub(crate) fn written(&self) -> usize {
+        self.written
+    }
+}
+
+/// A whole request as a sequence of byte slices: the head's two, then the
+/// body's.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RequestBytes<'a> {
+    prefix: &'a [u8],
+    length: &'a [u8],
+    body: Body<'a>,
+    len: usize,
+}
+
 impl<'a> RequestBytes<'a> {
     /// Total length of the request.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.parts.iter().map(|p| p.len()).sum()
+        self.len
     }
 
-    /// The bytes from `offset` on, as at most three slices for a vectored
-    /// write. Returns how many of `out` were filled.
-    pub(crate) fn slices_from<'s>(
-        &'s self,
-        mut offset: usize,
-        out: &mut [IoSlice<'s>; 3],
-    ) -> usize {
+    /// Whether `cursor` is at the end.
+    pub(crate) fn is_done(&self, cursor: &Cursor) -> bool {
+        cursor.written >= self.len
+    }
+
+    fn parts(&self) -> usize {
+        2 + self.body.parts()
+    }
+
+    fn part(&self, i: usize) -> &'a [u8] {
+        match i {
+            0 => self.prefix,
+            1 => self.length,
+            _ => self.body.part(i - 2),
+        }
+    }
+
+    /// The non-empty slices from `cursor` on, in order, as long as they go.
+    pub(crate) fn remaining(&self, cursor: &Cursor) -> impl Iterator<Item = &'a [u8]> {
+        let this = *self;
+        let (first, skip) = (cursor.part, cursor.offset);
+        (first..self.parts())
+            .map(move |i| {
+                let part = this.part(i);
+                if i == first {
+                    &part[skip.min(part.len())..]
+                } else {
+                    part
+                }
+            })
+            .filter(|s| !s.is_empty())
+    }
+
+    /// Fills `out` with the slices from `cursor` on, for a vectored write;
+    /// how many it filled. A request with more parts than `out` holds is
+    /// written in several calls.
+    pub(crate) fn slices<'s>(&'s self, cursor: &Cursor, out: &mut [IoSlice<'s>]) -> usize {
         let mut n = 0;
-        for part in self.parts {
-            if offset >= part.len() {
-                offset -= part.len();
-                continue;
-            }
-            out[n] = IoSlice::new(&part[offset..]);
-            offset = 0;
+        for (slot, slice) in out.iter_mut().zip(self.remaining(cursor)) {
+            *slot = IoSlice::new(slice);
             n += 1;
         }
         n
     }
 
-    /// Appends the bytes from `offset` on to `out`.
-    #[cfg(test)]
-    pub(crate) fn copy_from(&self, offset: usize, out: &mut Vec<u8>) {
-        let mut slices = [IoSlice::new(&[]); 3];
-        let n = self.slices_from(offset, &mut slices);
-        for s in &slices[..n] {
-            out.extend_from_slice(s);
+    /// Whether a vectored write from `cursor` fits in `n` slices.
+    pub(crate) fn fits_in(&self, cursor: &Cursor, n: usize) -> bool {
+        self.parts() - cursor.part <= n
+    }
+
+    /// Moves `cursor` past `k` more bytes taken.
+    pub(crate) fn advance(&self, cursor: &mut Cursor, mut k: usize) {
+        cursor.written += k;
+        while k > 0 && cursor.part < self.parts() {
+            let left = self.part(cursor.part).len() - cursor.offset;
+            if k < left {
+                cursor.offset += k;
+                return;
+            }
+            k -= left;
+            cursor.part += 1;
+            cursor.offset = 0;
+        }
+        // Step past empty parts, so that `part` names one with bytes left.
+        while cursor.part < self.parts() && self.part(cursor.part).len() == cursor.offset {
+            cursor.part += 1;
+            cursor.offset = 0;
+        }
+    }
+
+    /// Appends the bytes from `cursor` on to `out`.
+    #[cfg(any(test, feature = "internals"))]
+    pub(crate) fn copy_from(&self, cursor: &Cursor, out: &mut Vec<u8>) {
+        for slice in self.remaining(cursor) {
+            out.extend_from_slice(slice);
         }
     }
 }
@@ -153,7 +320,8 @@ mod tests {
     fn encode(enc: &RequestEncoder, body: &[u8]) -> Vec<u8> {
         let head = enc.head(body.len());
         let mut out = Vec::new();
-        head.with_body(body).copy_from(0, &mut out);
+        head.with_body(Body::Bytes(body))
+            .copy_from(&Cursor::default(), &mut out);
         out
     }
 
@@ -163,6 +331,7 @@ mod tests {
             "/hook?x=1",
             "example.com:8080",
             "application/json",
+            None,
             &[("X-Api-Key".into(), "secret".into())],
         );
         assert_eq!(
@@ -170,6 +339,17 @@ mod tests {
             b"POST /hook?x=1 HTTP/1.1\r\nHost: example.com:8080\r\n\
               Content-Type: application/json\r\nX-Api-Key: secret\r\n\
               Content-Length: 7\r\n\r\n{\"a\":1}"
+                .to_vec()
+        );
+    }
+
+    #[test]
+    fn a_compressed_body_says_its_encoding() {
+        let enc = RequestEncoder::new("/", "h", "application/x-ndjson", Some("gzip"), &[]);
+        assert_eq!(
+            encode(&enc, b"xyz"),
+            b"POST / HTTP/1.1\r\nHost: h\r\nContent-Type: application/x-ndjson\r\n\
+              Content-Encoding: gzip\r\nContent-Length: 3\r\n\r\nxyz"
                 .to_vec()
         );
     }
@@ -191,17 +371,69 @@ mod tests {
     }
 
     #[test]
-    fn slices_from_every_offset_rebuild_the_tail() {
-        let enc = RequestEncoder::new("/", "h", "text/plain", &[]);
-        let head = enc.head(5);
-        let req = head.with_body(b"hello");
+    fn a_framed_body_is_its_messages_with_the_framing_around_them() {
+        let array = Framing {
+            prefix: b"[".to_vec().into(),
+            separator: b",".to_vec().into(),
+            suffix: b"]".to_vec().into(),
+        };
+        let msgs = [Message::from("1"), Message::from("{}"), Message::from("3")];
+        for (framing, want) in [
+            (array, &b"[1,{},3]"[..]),
+            (Framing::ndjson(), b"1\n{}\n3\n"),
+            (Framing::default(), b"1{}3"),
+        ] {
+            let body: Vec<u8> = framing.parts(&msgs).flatten().copied().collect();
+            assert_eq!(body, want);
+            let len: usize = (0..msgs.len())
+                .map(|n| framing.added(n, msgs[n].len()))
+                .sum();
+            assert_eq!(body.len(), len);
+        }
+        let one: Vec<u8> = Framing::ndjson()
+            .parts(&msgs[..1])
+            .flatten()
+            .copied()
+            .collect();
+        assert_eq!(one, b"1\n", "a batch of one is framed like any other");
+    }
+
+    #[test]
+    fn every_offset_and_slice_budget_rebuilds_the_tail() {
+        let enc = RequestEncoder::new("/", "h", "text/plain", None, &[]);
+        let msgs: Vec<Message> = ["a", "", "bcd", "e"]
+            .into_iter()
+            .map(Message::from)
+            .collect();
+        let framing = Framing::ndjson();
+        let len = (0..msgs.len())
+            .map(|n| framing.added(n, msgs[n].len()))
+            .sum();
+        let head = enc.head(len);
+        let req = head.with_body(Body::Framed(&framing, &msgs));
         let mut whole = Vec::new();
-        req.copy_from(0, &mut whole);
+        req.copy_from(&Cursor::default(), &mut whole);
         assert_eq!(req.len(), whole.len());
         for offset in 0..=whole.len() {
+            let mut cursor = Cursor::default();
+            req.advance(&mut cursor, offset);
             let mut tail = Vec::new();
-            req.copy_from(offset, &mut tail);
+            req.copy_from(&cursor, &mut tail);
             assert_eq!(tail, &whole[offset..], "offset {offset}");
+            // Writing the rest two slices at a time ends where it should.
+            let mut out = Vec::new();
+            while !req.is_done(&cursor) {
+                let mut slices = [IoSlice::new(&[]); 2];
+                let n = req.slices(&cursor, &mut slices);
+                assert!(n > 0, "bytes left but no slice at {cursor:?}");
+                let k: usize = slices[..n].iter().map(|s| s.len()).sum();
+                for s in &slices[..n] {
+                    out.extend_from_slice(s);
+                }
+                req.advance(&mut cursor, k);
+            }
+            assert_eq!(out, &whole[offset..], "offset {offset}");
+            assert_eq!(cursor.written(), whole.len());
         }
     }
 }

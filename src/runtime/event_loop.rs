@@ -11,13 +11,15 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Token};
 
-use crate::error::{Failure, FailureKind, NotificationError};
+use crate::error::{Cause, Failure, FailureKind, NotificationError};
 use crate::message::Message;
 use crate::policy::ledger::{Attempt, Fate};
 use crate::policy::CircuitState;
+use crate::proto::compress::Compressor;
+use crate::runtime::job::{Job, Spare};
 use crate::runtime::queue::{NEW, STOPPING};
 use crate::runtime::shared::{deadline_after, LoopStats, Shared};
-use crate::runtime::slot::{Ctx, Finished, Job, Slot};
+use crate::runtime::slot::{Ctx, Finished, Slot};
 use crate::runtime::timers::RetryTimers;
 
 /// The token of the loop's `mio::Waker`; slots use their index.
@@ -41,36 +43,70 @@ pub(crate) struct EventLoop {
     slots: Vec<Slot>,
     retries: RetryTimers,
     rng: fastrand::Rng,
-    /// Messages this loop took from the queue and has not ended: in a
-    /// slot, waiting for a retry, or in hand. If the loop dies, this is
-    /// how many fail with it, whether or not they can still be found.
-    held: usize,
+    /// The batch being gathered, and when its first message was taken.
+    /// It lingers only while a slot is free for it; once its slot finds
+    /// it full, past its linger, or cut short, it goes.
+    forming: Option<(Job, Instant)>,
+    /// Ended jobs, for their buffers.
+    spare: Spare,
+    /// Compresses each new batch's body, when the client compresses.
+    compressor: Option<Compressor>,
+    /// What the loop took from the queue and has not ended.
+    held: Held,
     /// Messages ended since flush callers were last told.
     finished_any: bool,
     /// When the loop last found something to do; it spins (busy-polls)
     /// until `config.spin` after that before it parks.
     busy_at: Instant,
+}
+
+/// Messages a loop took from the queue and has not ended: in a slot,
+/// waiting for a retry, in the batch being formed, or in hand. If the loop
+/// dies, this is how many fail with it, whether or not they can still be
+/// found.
+#[derive(Default)]
+struct Held {
+    count: usize,
     /// Messages taken from the queue, for the test-only fault hook.
     #[cfg(test)]
     taken: u64,
 }
 
+impl Held {
+    /// Takes the oldest queued message for loop `id`; from here on the
+    /// loop holds it.
+    fn take(&mut self, shared: &Shared, id: usize) -> Option<Message> {
+        let msg = shared.queue.pop()?;
+        self.count += 1;
+        #[cfg(test)]
+        {
+            self.taken += 1;
+            if shared.config.panic_at_message == Some((id, self.taken)) {
+                panic!("injected fault: event loop {id} panics");
+            }
+        }
+        #[cfg(not(test))]
+        let _ = id;
+        Some(msg)
+    }
+}
+
 impl EventLoop {
     pub(crate) fn new(id: usize, poll: Poll, shared: Arc<Shared>) -> EventLoop {
+        let slots = shared.config.slots_of(id);
         EventLoop {
             id,
             poll,
-            slots: (0..shared.config.slots_of(id))
-                .map(|i| Slot::new(Token(i)))
-                .collect(),
+            slots: (0..slots).map(|i| Slot::new(Token(i))).collect(),
             retries: RetryTimers::default(),
             rng: fastrand::Rng::new(),
-            held: 0,
+            forming: None,
+            spare: Spare::new(slots),
+            compressor: Compressor::new(shared.config.compression),
+            held: Held::default(),
             finished_any: false,
             shared,
             busy_at: Instant::now(),
-            #[cfg(test)]
-            taken: 0,
         }
     }
 
@@ -153,6 +189,7 @@ impl EventLoop {
             .iter()
             .filter_map(Slot::deadline)
             .chain(self.retries.next_due())
+            .chain(self.linger_due())
             .chain(wake_by)
             .min();
         let timeout = next.map(|at| at.saturating_duration_since(now));
@@ -177,7 +214,11 @@ impl EventLoop {
             let Some(slot) = self.slots.get_mut(event.token().0) else {
                 continue; // the waker
             };
-            let ended = slot.ready(&ctx(&self.poll, &self.shared), now, event.is_read_closed());
+            let ended = slot.ready(
+                &ctx(&self.poll, &self.shared, self.id),
+                now,
+                event.is_read_closed(),
+            );
             if let Some(f) = ended {
                 self.attempt_ended(f, now);
             }
@@ -189,7 +230,7 @@ impl EventLoop {
     fn expire(&mut self, now: Instant) {
         for i in 0..self.slots.len() {
             if self.slots[i].deadline().is_some_and(|d| d <= now) {
-                let ended = self.slots[i].expire(&ctx(&self.poll, &self.shared));
+                let ended = self.slots[i].expire(&ctx(&self.poll, &self.shared, self.id));
                 if let Some(f) = ended {
                     self.attempt_ended(f, now);
                 }
@@ -197,17 +238,17 @@ impl EventLoop {
         }
     }
 
-    /// Gives due retries, then queued messages, to free slots, idle
-    /// connections first. Returns whether a slot is still free (so there
-    /// was nothing left to send). A slot whose attempt ended at once takes
-    /// the next message.
+    /// Gives due retries, then batches of queued messages, to free slots,
+    /// idle connections first. Returns whether a slot is still free (so
+    /// there was nothing left to send, or a batch lingers). A slot whose
+    /// attempt ended at once takes the next job.
     fn fill(&mut self, now: Instant) -> bool {
         for idle_pass in [true, false] {
             for i in 0..self.slots.len() {
                 while self.slots[i].is_free() && self.slots[i].is_idle() == idle_pass {
                     let mut job = match self.retries.pop_due(now) {
                         Some(job) => job,
-                        None => match self.take() {
+                        None => match self.next_batch(now) {
                             Some(job) => job,
                             None => return true,
                         },
@@ -220,14 +261,17 @@ impl EventLoop {
                     {
                         Ok(Attempt::First) => {}
                         Ok(Attempt::Retry) => {
-                            self.stats().retried.fetch_add(1, Ordering::Relaxed);
+                            self.stats()
+                                .retried
+                                .fetch_add(job.len() as u64, Ordering::Relaxed);
                         }
                         Err(refused) => {
                             self.end(job, Err(refused));
                             continue;
                         }
                     }
-                    let ended = self.slots[i].assign(job, &ctx(&self.poll, &self.shared), now);
+                    let ended =
+                        self.slots[i].assign(job, &ctx(&self.poll, &self.shared, self.id), now);
                     if let Some(f) = ended {
                         self.attempt_ended(f, now);
                     }
@@ -237,18 +281,65 @@ impl EventLoop {
         self.slots.iter().any(Slot::is_free)
     }
 
-    /// Takes the oldest queued message; from here on the loop holds it.
-    fn take(&mut self) -> Option<Job> {
-        let msg = self.shared.queue.pop()?;
-        self.held += 1;
-        #[cfg(test)]
-        {
-            self.taken += 1;
-            if self.shared.config.panic_at_message == Some((self.id, self.taken)) {
-                panic!("injected fault: event loop {} panics", self.id);
+    /// The next batch for a free slot: the one being formed, topped up
+    /// from the queue with up to `max_messages` whose framed body fits
+    /// `max_bytes`, in queue order. `None` when nothing is queued, or
+    /// while the batch lingers for more. A message that does not fit
+    /// starts the batch after this one. A new batch's body is compressed
+    /// here, once, when the client compresses.
+    fn next_batch(&mut self, now: Instant) -> Option<Job> {
+        let (mut job, since) = match self.forming.take() {
+            Some(forming) => forming,
+            None => (self.spare.get(), now),
+        };
+        let batching = &self.shared.config.batching;
+        let mut full = false;
+        while job.len() < batching.max_messages {
+            let Some(msg) = self.held.take(&self.shared, self.id) else {
+                break;
+            };
+            if !job.fits(&batching.framing, batching.max_bytes, msg.len()) {
+                let mut next = self.spare.get();
+                next.push(&batching.framing, msg, batching.max_messages);
+                self.forming = Some((next, now));
+                full = true;
+                break;
+            }
+            job.push(&batching.framing, msg, batching.max_messages);
+        }
+        if job.is_empty() {
+            self.spare.put(job);
+            return None;
+        }
+        full |= job.len() >= batching.max_messages;
+        let lingered = deadline_after(since, batching.linger).is_some_and(|due| due <= now);
+        if !(full || lingered || self.linger_cut_short()) {
+            self.forming = Some((job, since));
+            return None;
+        }
+        if let Some(compressor) = &mut self.compressor {
+            if let Err(e) = job.pack(compressor, &batching.framing) {
+                let failure = Failure::caused(FailureKind::Internal, Cause::Io(e));
+                self.end(job, Err(failure));
+                return None;
             }
         }
-        Some(Job::new(msg))
+        Some(job)
+    }
+
+    /// A lingering batch goes at once while `flush` waits or the client
+    /// stops.
+    fn linger_cut_short(&self) -> bool {
+        self.shared.flushing() || self.shared.queue.state() == STOPPING
+    }
+
+    /// When the batch being formed must go, if a slot is free to take it.
+    fn linger_due(&self) -> Option<Instant> {
+        let (_, since) = self.forming.as_ref()?;
+        if !self.slots.iter().any(Slot::is_free) {
+            return None;
+        }
+        deadline_after(*since, self.shared.config.batching.linger)
     }
 
     /// Books an attempt's result: a retry goes on the timer, anything else
@@ -285,17 +376,19 @@ impl EventLoop {
     }
 
     /// Ends everything the loop holds with `kind`: attempts under way
-    /// (abandoned, their connections closed), retries waiting, and, once
-    /// the loop stops taking messages, the queue's.
+    /// (abandoned, their connections closed), retries waiting, the batch
+    /// being formed, and, once the loop stops taking messages, the queue's.
     fn give_up_all(&mut self, kind: FailureKind, now: Instant) {
         self.give_up_held(kind, now);
-        while let Some(job) = self.take() {
+        while let Some(msg) = self.held.take(&self.shared, self.id) {
+            let mut job = self.spare.get();
+            job.push(&self.shared.config.batching.framing, msg, 1);
             self.end(job, Err(Failure::of(kind)));
         }
     }
 
-    /// Ends the attempts under way (closing their connections) and the
-    /// retries waiting with `kind`.
+    /// Ends the attempts under way (closing their connections), the
+    /// retries waiting and the batch being formed with `kind`.
     fn give_up_held(&mut self, kind: FailureKind, now: Instant) {
         let ms = self.shared.millis(now);
         for i in 0..self.slots.len() {
@@ -307,6 +400,9 @@ impl EventLoop {
         while let Some(mut job) = self.retries.pop() {
             let failure = self.shared.ledger.give_up(job.record(), kind, ms);
             self.end(job, Err(failure));
+        }
+        if let Some((job, _)) = self.forming.take() {
+            self.end(job, Err(Failure::of(kind)));
         }
     }
 
@@ -328,7 +424,7 @@ impl EventLoop {
             }
         }));
         let stats = &self.shared.loops[self.id];
-        for _ in 0..std::mem::take(&mut self.held) {
+        for _ in 0..std::mem::take(&mut self.held.count) {
             stats.failed.fetch_add(1, Ordering::SeqCst);
             self.shared.queue.release();
         }
@@ -350,54 +446,63 @@ impl EventLoop {
         &self.shared.loops[self.id]
     }
 
-    /// Ends a job: counts it, hands a failure to the handler, and releases
-    /// its place in the system.
-    fn end(&mut self, job: Job, result: Result<(), Failure>) {
+    /// Ends a job: counts its messages, hands each a failure to the
+    /// handler, releases their places in the system, and keeps the job's
+    /// buffers.
+    fn end(&mut self, mut job: Job, result: Result<(), Failure>) {
+        let n = job.len();
         let attempts = job.attempts();
-        end_message(
-            &self.shared,
-            self.stats(),
-            job.into_message(),
-            attempts,
-            result,
-        );
-        self.held -= 1;
+        let batched = self.shared.config.batching.on;
+        let shared = &*self.shared;
+        let stats = &shared.loops[self.id];
+        match result {
+            Ok(()) => {
+                job.drain();
+                stats.delivered.fetch_add(n as u64, Ordering::SeqCst);
+                shared.queue.release_many(n);
+            }
+            Err(failure) => {
+                let failures = failure.for_each_of(n);
+                for (index, (msg, failure)) in job.drain().zip(failures).enumerate() {
+                    let place = batched.then_some((index, n));
+                    fail_message(shared, stats, msg, failure, attempts, place);
+                }
+            }
+        }
+        self.spare.put(job);
+        self.held.count -= n;
         self.finished_any = true;
     }
 }
 
 /// What a slot needs from its loop.
-fn ctx<'a>(poll: &'a Poll, shared: &'a Shared) -> Ctx<'a> {
+fn ctx<'a>(poll: &'a Poll, shared: &'a Shared, id: usize) -> Ctx<'a> {
     Ctx {
         registry: poll.registry(),
         config: &shared.config,
         ledger: &shared.ledger,
+        stats: &shared.loops[id],
     }
 }
 
-/// Counts a message's end, hands a failure to the error handler (catching
-/// its panics), and releases the message's place in the system.
-fn end_message(
+/// Counts a message's failure, hands it to the error handler (catching
+/// its panics), and releases the message's place in the system. `place`
+/// is its index in its batch and the batch's length, with batching on.
+fn fail_message(
     shared: &Shared,
     stats: &LoopStats,
     msg: Message,
+    failure: Failure,
     attempts: u32,
-    result: Result<(), Failure>,
+    place: Option<(usize, usize)>,
 ) {
-    match result {
-        Ok(()) => {
-            stats.delivered.fetch_add(1, Ordering::SeqCst);
-        }
-        Err(failure) => {
-            if let Some(handler) = &shared.config.handler {
-                let err = NotificationError::new(msg, failure, attempts);
-                if catch_unwind(AssertUnwindSafe(|| handler(err))).is_err() {
-                    stats.handler_panics.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            stats.failed.fetch_add(1, Ordering::SeqCst);
+    if let Some(handler) = &shared.config.handler {
+        let err = NotificationError::new(msg, failure, attempts, place);
+        if catch_unwind(AssertUnwindSafe(|| handler(err))).is_err() {
+            stats.handler_panics.fetch_add(1, Ordering::Relaxed);
         }
     }
+    stats.failed.fetch_add(1, Ordering::SeqCst);
     shared.queue.release();
 }
 
@@ -408,12 +513,9 @@ pub(crate) fn fail_stranded(shared: &Shared) {
         return;
     };
     while let Some(msg) = shared.queue.pop() {
-        end_message(
-            shared,
-            stats,
-            msg,
-            0,
-            Err(Failure::of(FailureKind::Internal)),
-        );
+        // Never batched: with batching on, a batch of its own.
+        let place = shared.config.batching.on.then_some((0, 1));
+        let failure = Failure::of(FailureKind::Internal);
+        fail_message(shared, stats, msg, failure, 0, place);
     }
 }

@@ -2,6 +2,7 @@
 //! the event loops that drain it.
 
 pub(crate) mod event_loop;
+pub(crate) mod job;
 pub(crate) mod park;
 pub(crate) mod queue;
 pub(crate) mod sched;
@@ -44,7 +45,7 @@ impl Runtime {
             wakers.push(Waker::new(poll.registry(), WAKER)?);
             polls.push(poll);
         }
-        let queue = Queue::new(config.capacity(), wakers);
+        let queue = Queue::new(config.capacity(), config.queue_capacity(), wakers);
         let runtime = Runtime {
             shared: Arc::new(Shared::new(config, queue)),
             threads: Mutex::new(Vec::with_capacity(polls.len())),
@@ -117,6 +118,11 @@ impl Runtime {
             return true;
         }
         self.shared.queue.add_flush_waiter();
+        // Lingering batches go at once while a flush waits for them.
+        self.shared.flush_waits(true);
+        if self.shared.config.batching.linger > Duration::ZERO {
+            self.shared.queue.wake_all();
+        }
         let result = loop {
             if done() {
                 break true;
@@ -131,6 +137,7 @@ impl Runtime {
             // guards against a missed unpark.
             std::thread::park_timeout(left.min(Duration::from_millis(50)));
         };
+        self.shared.flush_waits(false);
         self.shared.queue.remove_flush_waiter();
         result
     }

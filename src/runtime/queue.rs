@@ -56,13 +56,15 @@ pub(crate) struct Queue {
 }
 
 impl Queue {
-    /// A queue holding at most `capacity` messages in the system, for loops
-    /// woken by `wakers` (one per loop).
-    pub(crate) fn new(capacity: usize, wakers: Vec<mio::Waker>) -> Queue {
+    /// A queue holding at most `capacity` messages in the system, at most
+    /// `ring` of them queued, for loops woken by `wakers` (one per loop).
+    pub(crate) fn new(capacity: usize, ring: usize, wakers: Vec<mio::Waker>) -> Queue {
         Queue {
-            // The in-system bound also bounds the queue, so a push after a
-            // successful reservation always finds room.
-            queue: ArrayQueue::new(capacity),
+            // Without batching the in-system bound also bounds the queue,
+            // so a push after a successful reservation always finds room.
+            // With batching the connections hold more outside it, and a
+            // full ring refuses like a full system.
+            queue: ArrayQueue::new(ring.min(capacity)),
             capacity,
             intake: CachePadded::default(),
             rejected: CachePadded::default(),
@@ -94,11 +96,13 @@ impl Queue {
             };
             return Err((why, msg));
         }
+        // Counted before the push, so that the message's end, on a loop,
+        // can never be seen before its acceptance.
         self.intake.accepted.fetch_add(1, Ordering::Relaxed);
         if let Err(msg) = self.queue.push(msg) {
-            // Unreachable while the reservation above bounds the queue;
-            // refusing is still better than losing the message.
+            // The ring is full while the loops hold batches outside it.
             self.intake.accepted.fetch_sub(1, Ordering::Relaxed);
+            self.rejected.fetch_add(1, Ordering::Relaxed);
             self.release();
             return Err((Refused::Full, msg));
         }
@@ -133,8 +137,14 @@ impl Queue {
 
     /// Ends one accepted message's stay in the system.
     pub(crate) fn release(&self) {
-        let before = self.intake.in_system.fetch_sub(1, Ordering::SeqCst);
-        if before == 1 && self.state.load(Ordering::SeqCst) == STOPPING {
+        self.release_many(1);
+    }
+
+    /// Ends `n` accepted messages' stay in the system: a batch's, with one
+    /// atomic operation.
+    pub(crate) fn release_many(&self, n: usize) {
+        let before = self.intake.in_system.fetch_sub(n, Ordering::SeqCst);
+        if before == n && self.state.load(Ordering::SeqCst) == STOPPING {
             self.wake_all();
         }
     }
@@ -228,7 +238,7 @@ mod tests {
             .iter()
             .map(|p| Waker::new(p.registry(), WAKER).expect("waker"))
             .collect();
-        (Arc::new(Queue::new(capacity, wakers)), polls)
+        (Arc::new(Queue::new(capacity, capacity, wakers)), polls)
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub(crate) struct LoopStats {
     pub(crate) delivered: AtomicU64,
     pub(crate) failed: AtomicU64,
     pub(crate) retried: AtomicU64,
+    /// Requests whose every byte was handed to the connection.
+    pub(crate) requests: AtomicU64,
     pub(crate) handler_panics: AtomicU64,
     dead: AtomicBool,
 }
@@ -32,6 +34,8 @@ pub(crate) struct Shared {
     /// Loops that have not died of a panic.
     alive: AtomicUsize,
     shutdown_deadline: OnceLock<Instant>,
+    /// `flush` calls under way: while any is, batches do not linger.
+    flushing: AtomicUsize,
     /// The breaker's clock counts milliseconds from here.
     epoch: Instant,
 }
@@ -48,6 +52,7 @@ impl Shared {
             loops,
             config,
             shutdown_deadline: OnceLock::new(),
+            flushing: AtomicUsize::new(0),
             epoch: Instant::now(),
         }
     }
@@ -67,6 +72,20 @@ impl Shared {
 
     pub(crate) fn shutdown_deadline(&self) -> Option<Instant> {
         self.shutdown_deadline.get().copied()
+    }
+
+    /// A `flush` call begins (`true`) or ends (`false`).
+    pub(crate) fn flush_waits(&self, waits: bool) {
+        if waits {
+            self.flushing.fetch_add(1, Ordering::SeqCst);
+        } else {
+            self.flushing.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether a `flush` call is waiting.
+    pub(crate) fn flushing(&self) -> bool {
+        self.flushing.load(Ordering::Relaxed) > 0
     }
 
     /// Marks loop `id` dead; returns whether it was the last one alive.
@@ -91,6 +110,7 @@ impl Shared {
             delivered: 0,
             failed: 0,
             retried: 0,
+            requests: 0,
             rejected: q.rejected(),
             wakeups: q.wakeups(),
             handler_panics: 0,
@@ -102,6 +122,7 @@ impl Shared {
             s.delivered += l.delivered.load(Ordering::SeqCst);
             s.failed += l.failed.load(Ordering::SeqCst);
             s.retried += l.retried.load(Ordering::Relaxed);
+            s.requests += l.requests.load(Ordering::Relaxed);
             s.handler_panics += l.handler_panics.load(Ordering::Relaxed);
         }
         s

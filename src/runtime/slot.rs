@@ -21,6 +21,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use mio::net::TcpStream;
@@ -29,10 +30,11 @@ use mio::{Interest, Registry, Token};
 use crate::config::Config;
 use crate::conn::{Conn, ConnError};
 use crate::error::{Cause, Failure, FailureKind, ProtocolError};
-use crate::message::Message;
-use crate::policy::ledger::{Ledger, Record};
+use crate::policy::ledger::Ledger;
+use crate::proto::request::Cursor;
 use crate::proto::response::{Head, ResponseDecoder, Step, MAX_HEAD};
-use crate::runtime::shared::deadline_after;
+use crate::runtime::job::Job;
+use crate::runtime::shared::{deadline_after, LoopStats};
 
 /// A connection idle longer than this is checked for a pending end of
 /// stream (one non-blocking read) before it carries a request. Hot
@@ -58,34 +60,6 @@ fn keep_alive_limit(secs: u64) -> Duration {
 /// grows up to the head limit.
 const INITIAL_BUFFER: usize = 4096;
 
-/// A message being delivered, with its books.
-#[derive(Debug)]
-pub(crate) struct Job {
-    msg: Message,
-    record: Record,
-}
-
-impl Job {
-    pub(crate) fn new(msg: Message) -> Job {
-        Job {
-            msg,
-            record: Record::default(),
-        }
-    }
-
-    pub(crate) fn record(&mut self) -> &mut Record {
-        &mut self.record
-    }
-
-    pub(crate) fn attempts(&self) -> u32 {
-        self.record.attempts()
-    }
-
-    pub(crate) fn into_message(self) -> Message {
-        self.msg
-    }
-}
-
 /// A job whose attempt ended.
 #[derive(Debug)]
 pub(crate) struct Finished {
@@ -98,10 +72,12 @@ pub(crate) struct Ctx<'a> {
     pub(crate) registry: &'a Registry,
     pub(crate) config: &'a Config,
     pub(crate) ledger: &'a Ledger,
+    /// The loop's counters: the slot counts the requests it writes.
+    pub(crate) stats: &'a LoopStats,
 }
 
-/// A request under way: the message and its attempt's deadline (`None`:
-/// too far to represent, so none).
+/// A request under way: its job (the messages it carries) and its
+/// attempt's deadline (`None`: too far to represent, so none).
 #[derive(Debug)]
 struct Exchange {
     job: Job,
@@ -121,12 +97,12 @@ enum Phase {
     },
     /// The TLS handshake under way (passed at once over plain TCP).
     AwaitHandshake { exchange: Exchange },
-    /// Writing the request: `written` bytes of it taken so far;
-    /// `sent_before` is the connection's byte count when it began, unchanged
-    /// while the kernel has taken none of it.
+    /// Writing the request: `cursor` says how far; `sent_before` is the
+    /// connection's byte count when it began, unchanged while the kernel
+    /// has taken none of it.
     Send {
         exchange: Exchange,
-        written: usize,
+        cursor: Cursor,
         sent_before: u64,
     },
     /// The request is written; reading until the head decides the outcome.
@@ -357,7 +333,7 @@ impl Slot {
     fn begin_request(&mut self, exchange: Exchange) {
         self.phase = Phase::Send {
             exchange,
-            written: 0,
+            cursor: Cursor::default(),
             sent_before: self.conn.as_ref().map_or(0, Conn::sent),
         };
     }
@@ -454,9 +430,9 @@ impl Slot {
             Phase::AwaitHandshake { exchange } => self.on_handshake(ctx, exchange),
             Phase::Send {
                 exchange,
-                written,
+                cursor,
                 sent_before,
-            } => self.on_send(ctx, exchange, written, sent_before),
+            } => self.on_send(ctx, exchange, cursor, sent_before),
             Phase::AwaitHead { exchange, decoder } => self.on_head(ctx, now, exchange, decoder),
             Phase::DrainBody { decoder, until } => self.on_drain(ctx, now, decoder, until),
             Phase::Idle { since, until } => self.on_idle(ctx, since, until),
@@ -526,25 +502,26 @@ impl Slot {
         &mut self,
         ctx: &Ctx<'_>,
         exchange: Exchange,
-        mut written: usize,
+        mut cursor: Cursor,
         sent_before: u64,
     ) -> Flow {
         let Some(conn) = self.conn.as_mut() else {
             return Flow::Wait;
         };
-        let head = ctx.config.encoder.head(exchange.job.msg.len());
-        let request = head.with_body(&exchange.job.msg);
-        while written < request.len() {
-            match conn.write(&request, written) {
+        let (len, body) = exchange.job.body(&ctx.config.batching.framing);
+        let head = ctx.config.encoder.head(len);
+        let request = head.with_body(body);
+        while !request.is_done(&cursor) {
+            match conn.write(&request, &cursor) {
                 Ok(0) => {
                     let e = io::ErrorKind::WriteZero.into();
                     return self.write_failed(ctx, exchange, sent_before, e);
                 }
-                Ok(k) => written += k,
+                Ok(k) => request.advance(&mut cursor, k),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.phase = Phase::Send {
                         exchange,
-                        written,
+                        cursor,
                         sent_before,
                     };
                     return Flow::Wait;
@@ -557,6 +534,7 @@ impl Slot {
             // The response cannot be there yet: wait for its readable
             // event instead of a read that would block.
             Ok(true) => {
+                ctx.stats.requests.fetch_add(1, Ordering::Relaxed);
                 self.phase = Phase::AwaitHead {
                     exchange,
                     decoder: ResponseDecoder::default(),
@@ -566,7 +544,7 @@ impl Slot {
             Ok(false) => {
                 self.phase = Phase::Send {
                     exchange,
-                    written,
+                    cursor,
                     sent_before,
                 };
                 Flow::Wait

@@ -6,7 +6,7 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 use std::time::Instant;
 
-use crate::runtime::slot::Job;
+use crate::runtime::job::Job;
 
 struct Waiting {
     /// `None`: a wait too long to represent, never due.
@@ -92,34 +92,38 @@ mod tests {
         for (ms, body) in [(30, "c"), (10, "a"), (20, "b"), (10, "a2")] {
             timers.push(
                 Some(t0 + Duration::from_millis(ms)),
-                Job::new(Message::from(body)),
+                Job::single(Message::from(body)),
             );
         }
-        timers.push(None, Job::new(Message::from("never")));
+        timers.push(None, Job::single(Message::from("never")));
         assert_eq!(timers.next_due(), Some(t0 + Duration::from_millis(10)));
         assert!(timers.pop_due(t0).is_none(), "nothing is due yet");
         let due = |timers: &mut RetryTimers, ms| {
             timers
                 .pop_due(t0 + Duration::from_millis(ms))
-                .map(|j| j.into_message().into_vec())
+                .map(|mut j| j.drain().map(Message::into_vec).collect::<Vec<_>>())
         };
-        assert_eq!(due(&mut timers, 15), Some(b"a".to_vec()));
+        assert_eq!(due(&mut timers, 15), Some(vec![b"a".to_vec()]));
         assert_eq!(
             due(&mut timers, 15),
-            Some(b"a2".to_vec()),
+            Some(vec![b"a2".to_vec()]),
             "ties keep arrival order"
         );
         assert_eq!(due(&mut timers, 15), None);
-        assert_eq!(due(&mut timers, 30), Some(b"b".to_vec()));
+        assert_eq!(due(&mut timers, 30), Some(vec![b"b".to_vec()]));
         assert_eq!(
-            timers.pop().map(|j| j.into_message().into_vec()),
-            Some(b"c".to_vec())
+            timers
+                .pop()
+                .map(|mut j| j.drain().map(Message::into_vec).collect::<Vec<_>>()),
+            Some(vec![b"c".to_vec()])
         );
         assert_eq!(timers.next_due(), None, "a never-due wait has no due time");
         assert_eq!(due(&mut timers, u64::from(u32::MAX)), None);
         assert_eq!(
-            timers.pop().map(|j| j.into_message().into_vec()),
-            Some(b"never".to_vec())
+            timers
+                .pop()
+                .map(|mut j| j.drain().map(Message::into_vec).collect::<Vec<_>>()),
+            Some(vec![b"never".to_vec()])
         );
         assert!(timers.is_empty());
     }

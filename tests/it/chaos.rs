@@ -13,8 +13,13 @@
 //! server sees the client drop the connection without reading it). Counts
 //! of each are printed.
 //!
-//! `NOTIFIER_CHAOS_MESSAGES` sets the number of messages (default 200,000)
-//! and `NOTIFIER_CHAOS_SEED` the seed.
+//! `chaos_with_batches` runs the same scenario with NDJSON batching on: a
+//! request carries many messages, the server logs each id of its body, and
+//! the server's actions hit whole batches (a batch reset, stalled, cut or
+//! answered 5xx at once).
+//!
+//! `NOTIFIER_CHAOS_MESSAGES` sets the number of messages (default 200,000;
+//! 50,000 with batches) and `NOTIFIER_CHAOS_SEED` the seed.
 //!
 //! It runs alone (`support::alone`): for tens of seconds it keeps both
 //! cores of a small machine busy, which would upset the tests that rely on
@@ -23,11 +28,12 @@
 //! well within the client's timeout, which starved server threads do not.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use notifier::{Client, FailureKind, RetryConfig};
+use notifier::{BatchConfig, Client, FailureKind, RetryConfig};
 
 use crate::support;
 use crate::support::{
@@ -36,6 +42,10 @@ use crate::support::{
 };
 
 const DEFAULT_MESSAGES: usize = 200_000;
+/// Fewer with batches: the server's log still holds every message.
+const DEFAULT_BATCHED_MESSAGES: usize = 50_000;
+/// The most messages in a batch, with batches.
+const BATCH_MESSAGES: usize = 25;
 const DEFAULT_SEED: u64 = 0x6e6f_7469_6669_6572;
 const MAX_ATTEMPTS: u32 = 4;
 /// Short, so that stalls cost little; normal answers take microseconds.
@@ -103,7 +113,7 @@ impl Chaos {
     }
 }
 
-/// One request as the server saw it.
+/// One message of one request as the server saw it.
 #[derive(Debug, Clone, Copy)]
 struct Sighting {
     id: u32,
@@ -120,6 +130,8 @@ struct Ledger {
     /// its idle connections).
     client_stopping: AtomicBool,
     connections: AtomicU64,
+    /// Requests read (with batches, fewer than sightings).
+    requests: AtomicU64,
 }
 
 impl Ledger {
@@ -127,25 +139,31 @@ impl Ledger {
         lock(&self.log)
     }
 
-    /// Logs a request; gives back its index in the log.
-    fn saw(&self, id: usize, action: Chaos) -> usize {
+    /// Logs a request carrying `ids`; gives back its sightings' indexes
+    /// in the log.
+    fn saw(&self, ids: &[usize], action: Chaos) -> Range<usize> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
         let mut log = self.lock();
-        log.push(Sighting {
+        let start = log.len();
+        log.extend(ids.iter().map(|&id| Sighting {
             id: u32::try_from(id).expect("id fits in u32"),
             action,
             late: false,
-        });
-        log.len() - 1
+        }));
+        start..log.len()
     }
 
-    /// Marks the 2xx answer of sighting `i` as one the client never took.
-    fn late(&self, i: usize) {
-        self.lock()[i].late = true;
+    /// Marks the 2xx answer of the request logged at `i` as one the
+    /// client never took.
+    fn late(&self, i: Range<usize>) {
+        for s in &mut self.lock()[i] {
+            s.late = true;
+        }
     }
 
     /// Settles a 2xx answer after the connection ended: the client took it
     /// unless the connection ended abnormally before the client stopped.
-    fn settle(&self, i: usize, taken: bool) {
+    fn settle(&self, i: Range<usize>, taken: bool) {
         if !taken && !self.client_stopping.load(Ordering::SeqCst) {
             self.late(i);
         }
@@ -159,15 +177,15 @@ fn partial_head(rng: &mut fastrand::Rng, min: usize) -> &'static [u8] {
 }
 
 /// Answers `request` per `action`; false when the connection is done.
-/// `pending` is the log index of a keep-alive 2xx answer whose fate the
-/// next read decides.
+/// `i` is where the request is logged; `pending` is where a keep-alive
+/// 2xx answer is, whose fate the next read decides.
 fn answer(
     conn: &mut RawConn<'_>,
     rng: &mut fastrand::Rng,
     ledger: &Ledger,
-    i: usize,
+    i: Range<usize>,
     action: Chaos,
-    pending: &mut Option<usize>,
+    pending: &mut Option<Range<usize>>,
 ) -> bool {
     match action {
         Chaos::NoContent | Chaos::Ok => {
@@ -245,7 +263,23 @@ fn answer(
     }
 }
 
-fn chaos_server(seed: u64, ledger: Arc<Ledger>) -> Server {
+/// The ids a request's body carries.
+type IdsOf = fn(&[u8]) -> Vec<usize>;
+
+/// The one id of an unbatched body.
+fn single_id(body: &[u8]) -> Vec<usize> {
+    vec![id_of(body)]
+}
+
+/// The ids of an NDJSON body, one per line.
+fn ndjson_ids(body: &[u8]) -> Vec<usize> {
+    let lines = body
+        .strip_suffix(b"\n")
+        .unwrap_or_else(|| panic!("not NDJSON: {:?}", body.escape_ascii().to_string()));
+    lines.split(|&b| b == b'\n').map(id_of).collect()
+}
+
+fn chaos_server(seed: u64, ledger: Arc<Ledger>, ids_of: IdsOf) -> Server {
     Server::start_raw(move |mut conn: RawConn<'_>| {
         ledger.connections.fetch_add(1, Ordering::Relaxed);
         let mut rng = fastrand::Rng::with_seed(
@@ -269,7 +303,7 @@ fn chaos_server(seed: u64, ledger: Arc<Ledger>) -> Server {
                 return;
             };
             pending = None;
-            let i = ledger.saw(id_of(&request.body), action);
+            let i = ledger.saw(&ids_of(&request.body), action);
             if !answer(&mut conn, &mut rng, &ledger, i, action, &mut pending) {
                 return;
             }
@@ -290,21 +324,46 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 #[test]
 fn chaos() {
     let _alone = alone();
-    let n: usize = env_or("NOTIFIER_CHAOS_MESSAGES", DEFAULT_MESSAGES);
+    run("chaos", DEFAULT_MESSAGES, None);
+}
+
+#[test]
+fn chaos_with_batches() {
+    let _alone = alone();
+    // Batches of at most 25, so that the server's draws still number
+    // thousands: unbounded, they hold hundreds each under this load.
+    run(
+        "chaos with batches",
+        DEFAULT_BATCHED_MESSAGES,
+        Some(BatchConfig::ndjson().max_messages(BATCH_MESSAGES)),
+    );
+}
+
+/// Runs the scenario: `default` messages unless the environment says
+/// otherwise, batched as `batch` says.
+fn run(name: &str, default: usize, batch: Option<BatchConfig>) {
+    let n: usize = env_or("NOTIFIER_CHAOS_MESSAGES", default);
     let seed: u64 = env_or("NOTIFIER_CHAOS_SEED", DEFAULT_SEED);
     let ledger = Arc::new(Ledger::default());
-    let server = chaos_server(seed, Arc::clone(&ledger));
+    let ids_of: IdsOf = if batch.is_some() {
+        ndjson_ids
+    } else {
+        single_id
+    };
+    let server = chaos_server(seed, Arc::clone(&ledger), ids_of);
     let retry = RetryConfig::default()
         .max_attempts(MAX_ATTEMPTS)
         .initial_backoff(Duration::from_millis(1))
         .max_backoff(Duration::from_millis(20));
-    let (client, failures) = started(
-        Client::builder(&server.url())
-            .workers(WORKERS)
-            .timeout(TIMEOUT)
-            .idle_timeout(Duration::from_secs(3_600))
-            .retry(retry),
-    );
+    let mut builder = Client::builder(&server.url())
+        .workers(WORKERS)
+        .timeout(TIMEOUT)
+        .idle_timeout(Duration::from_secs(3_600))
+        .retry(retry);
+    if let Some(batch) = batch {
+        builder = builder.batch(batch);
+    }
+    let (client, failures) = started(builder);
 
     let begun = Instant::now();
     for i in 0..n {
@@ -363,17 +422,20 @@ fn chaos() {
     actions.sort_by_key(|&(_, count)| std::cmp::Reverse(count));
     let mut kinds: Vec<_> = kinds.into_iter().collect();
     kinds.sort();
+    let requests = ledger.requests.load(Ordering::Relaxed);
     eprintln!(
-        "chaos: {n} messages, seed {seed:#x}, {elapsed:.1?} ({:.0} msgs/s)\n  \
-         server actions: {actions:?}\n  \
+        "{name}: {n} messages, seed {seed:#x}, {elapsed:.1?} ({:.0} msgs/s)\n  \
+         server actions (per message): {actions:?}\n  \
          delivered {}, failed {} {kinds:?}, retried {}\n  \
-         requests {}, duplicates {duplicates} ({ids_seen_twice} ids seen more than once), \
+         requests {requests} ({:.1} messages each; the client wrote {}), \
+         duplicates {duplicates} ({ids_seen_twice} ids seen more than once), \
          2xx answers the client had given up on {late_total}, connections {}",
         n as f64 / elapsed.as_secs_f64(),
         stats.delivered,
         stats.failed,
         stats.retried,
-        log.len(),
+        log.len() as f64 / requests.max(1) as f64,
+        stats.requests,
         ledger.connections.load(Ordering::Relaxed),
     );
 

@@ -3,7 +3,9 @@
 //! idle connections, broken chunked framing, smuggling-shaped and invalid
 //! `Content-Length`s, endless interim responses, headers trickled past the
 //! timeout, bodies past the 1 MiB the client reads, a server that never
-//! reads the request, and one that closes every few requests.
+//! reads the request, and one that closes every few requests; and the same
+//! for batches: a batch cut mid-body, a reset after the request's head or
+//! after a 2xx head, 5xx answers with retries.
 //!
 //! Every test checks that nothing was lost and nothing reported twice:
 //! `accepted == delivered + failed`, each id either answered with a 2xx by
@@ -15,11 +17,12 @@ use std::error::Error as _;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use notifier::{Builder, Client, FailureKind, ProtocolError};
+use notifier::{BatchConfig, Builder, Client, FailureKind, ProtocolError};
 
 use crate::support::{
-    assert_all_delivered, assert_each_ended, id_of, msg, notify_all, quick_retry, response,
-    send_all, started, wait_until, Action, Failure, Failures, RawConn, Server, Step, NO_CONTENT,
+    assert_all_delivered, assert_each_body_once, assert_each_ended, id_of, msg, notify_all,
+    quick_retry, response, send_all, started, wait_until, Action, Failure, Failures, RawConn,
+    Server, Step, NO_CONTENT,
 };
 
 const LONG: Duration = Duration::from_secs(60);
@@ -624,5 +627,249 @@ fn a_server_silently_closing_every_third_request_loses_nothing_with_retry() {
         server.connections() >= 34,
         "{} connections",
         server.connections()
+    );
+}
+
+// --------------------------------------------------------------- batches
+//
+// A batch is one request: cut, reset or refused, every message of it
+// shares the attempt's fate, and a retry sends it again whole. Nothing is
+// lost and nothing reported twice.
+
+/// Messages in a batch.
+const BATCH: usize = 100;
+
+/// `msg(i)` padded with zeros to 2,003 bytes: a batch of [`BATCH`] of
+/// them is a body of about 200 KB, far more than a cut reads.
+fn big_msg(i: usize) -> String {
+    format!("id={i:0>2000}")
+}
+
+/// [`one_slot`] sending NDJSON batches of exactly [`BATCH`] messages: the
+/// batch lingers until full.
+fn one_batching_slot(server: &Server) -> Builder {
+    one_slot(server).batch(BatchConfig::ndjson().max_messages(BATCH).linger(FAR))
+}
+
+/// The ids in the NDJSON bodies of `server`'s requests, request by
+/// request.
+fn batch_ids(server: &Server) -> Vec<Vec<usize>> {
+    server
+        .requests()
+        .iter()
+        .map(|r| {
+            assert_eq!(r.body.last(), Some(&b'\n'), "an NDJSON body");
+            r.body[..r.body.len() - 1]
+                .split(|&b| b == b'\n')
+                .map(id_of)
+                .collect()
+        })
+        .collect()
+}
+
+/// The NDJSON body of `messages`.
+fn ndjson_body(messages: &[String]) -> Vec<u8> {
+    messages
+        .iter()
+        .flat_map(|m| m.bytes().chain([b'\n']))
+        .collect()
+}
+
+/// A raw server whose first connection reads the head of its request and
+/// `body_bytes` of its body, then resets; the others answer 204 to
+/// everything, recording it.
+fn cuts_the_first_request_after(body_bytes: usize) -> Server {
+    Server::start_raw(move |mut conn| {
+        if conn.index() != 0 {
+            return answer_all(&mut conn, NO_CONTENT);
+        }
+        if let Some(read) = conn.read_partial(body_bytes) {
+            eprintln!("cut after {read} body bytes");
+        }
+        conn.reset();
+    })
+}
+
+/// Checks that `failed` is the batch of `big_msg(0..BATCH)`, each message
+/// once, in order, with its index: a retryable `Io` failure after one
+/// attempt.
+fn assert_failed_as_one_batch(failed: &[Failure]) {
+    assert_eq!(failed.len(), BATCH);
+    for (i, f) in failed.iter().enumerate() {
+        assert_retryable(f, FailureKind::Io);
+        assert_eq!(f.error.message(), big_msg(i).as_bytes(), "{}", f.error);
+        assert_eq!(f.error.batch_index(), Some(i), "{}", f.error);
+        assert_eq!(f.error.batch_len(), Some(BATCH), "{}", f.error);
+    }
+}
+
+#[test]
+fn a_batch_cut_mid_body_fails_every_message_once() {
+    let server = cuts_the_first_request_after(16 << 10);
+    let (client, failures) = started(one_batching_slot(&server));
+    let messages: Vec<String> = (0..BATCH).map(big_msg).collect();
+    for m in &messages {
+        client.notify(m.clone()).expect("notify");
+    }
+    assert!(failures.wait_for(BATCH, LONG), "{:?}", client.stats());
+    client.stop();
+
+    assert_failed_as_one_batch(&failures.take());
+    assert_each_ended(&client.stats(), BATCH, BATCH);
+    assert_eq!(server.request_count(), 0);
+}
+
+/// Sends a batch of `big_msg(0..BATCH)`, with retry, to `server`, whose
+/// first connection cuts it short; checks it was delivered once, whole, in
+/// one request on the next connection, the same bytes.
+fn cut_batch_is_retried_whole(server: &Server) {
+    let (client, failures) = started(one_batching_slot(server).retry(quick_retry(3)));
+    let messages: Vec<String> = (0..BATCH).map(big_msg).collect();
+    for m in &messages {
+        client.notify(m.clone()).expect("notify");
+    }
+    client.stop();
+
+    failures.assert_none();
+    let stats = client.stats();
+    assert_each_ended(&stats, BATCH, 0);
+    assert_eq!(stats.retried, BATCH as u64, "{stats:?}");
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!(requests[0].conn, 1);
+    assert!(requests[0].body == ndjson_body(&messages), "another body");
+}
+
+#[test]
+fn a_batch_cut_mid_body_is_retried_whole_and_delivered() {
+    cut_batch_is_retried_whole(&cuts_the_first_request_after(16 << 10));
+}
+
+#[test]
+fn a_reset_right_after_the_request_head_is_retried_and_delivered() {
+    cut_batch_is_retried_whole(&cuts_the_first_request_after(0));
+}
+
+#[test]
+fn a_reset_after_a_2xx_head_delivers_the_whole_batch_once() {
+    // The first connection answers the batch with a complete 200 head and
+    // part of its body, then resets: the status decides, every message of
+    // the batch is delivered. (Should the reset overtake the head, the
+    // retry sends the batch again, whole, on a new connection; either way
+    // nothing is lost or ended twice.)
+    let server = Server::start_raw(|mut conn| {
+        if conn.index() != 0 {
+            return answer_all(&mut conn, NO_CONTENT);
+        }
+        let Some((request, _)) = conn.peek_request() else {
+            return;
+        };
+        conn.record(request);
+        if conn.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npart of it") {
+            conn.pause(Duration::from_millis(50));
+        }
+        conn.reset();
+    });
+    let (client, failures) = started(
+        one_slot(&server)
+            .retry(quick_retry(3))
+            .batch(BatchConfig::ndjson().max_messages(BATCH).linger(FAR)),
+    );
+    notify_all(&client, 0..BATCH);
+    client.stop();
+
+    failures.assert_none();
+    let stats = client.stats();
+    assert_each_ended(&stats, BATCH, 0);
+    assert_eq!(stats.delivered, BATCH as u64, "{stats:?}");
+    let batches = batch_ids(&server);
+    eprintln!(
+        "reset after a 2xx head: {} requests, {} retried",
+        batches.len(),
+        stats.retried
+    );
+    for batch in &batches {
+        assert_eq!(batch, &(0..BATCH).collect::<Vec<_>>());
+    }
+    assert_eq!(stats.retried, (BATCH * (batches.len() - 1)) as u64);
+}
+
+#[test]
+fn a_5xx_then_2xx_delivers_a_batch_once_with_retries() {
+    let server = first_then_no_content(Action::Reply(response(
+        503,
+        "Service Unavailable",
+        &[],
+        b"busy",
+    )));
+    let (client, failures) = started(
+        one_slot(&server)
+            .retry(quick_retry(3))
+            .batch(BatchConfig::ndjson().max_messages(BATCH).linger(FAR)),
+    );
+    notify_all(&client, 0..BATCH);
+    client.stop();
+
+    failures.assert_none();
+    let stats = client.stats();
+    assert_each_ended(&stats, BATCH, 0);
+    assert_eq!(stats.retried, BATCH as u64, "{stats:?}");
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(
+        requests[0].body, requests[1].body,
+        "the retry changed the body"
+    );
+    assert_eq!(batch_ids(&server)[0], (0..BATCH).collect::<Vec<_>>());
+    assert_eq!(stats.requests, 2, "{stats:?}");
+}
+
+#[test]
+fn every_batch_answered_5xx_once_is_delivered_once_with_retries() {
+    // Many batches over four connections; each body is answered 503 the
+    // first time the server sees it, 204 the second.
+    const N: usize = 2_000;
+    let seen = std::sync::Mutex::new(std::collections::HashSet::new());
+    let server = Server::start(move |request, _| {
+        if crate::support::lock(&seen).insert(request.body.clone()) {
+            Action::Reply(response(503, "Service Unavailable", &[], b"busy"))
+        } else {
+            Action::no_content()
+        }
+    });
+    let (client, failures) = started(
+        Client::builder(&server.url())
+            .workers(4)
+            .timeout(FAR)
+            .retry(quick_retry(3))
+            .batch(BatchConfig::ndjson().max_messages(50)),
+    );
+    notify_all(&client, 0..N);
+    client.stop();
+
+    failures.assert_none();
+    let stats = client.stats();
+    assert_each_ended(&stats, N, 0);
+    assert_eq!(
+        stats.retried, N as u64,
+        "each message retried once: {stats:?}"
+    );
+    let requests = server.requests();
+    assert_eq!(stats.requests, requests.len() as u64, "{stats:?}");
+    // Each body twice, its messages' ids once over all bodies.
+    let mut bodies: Vec<&[u8]> = requests.iter().map(|r| r.body.as_slice()).collect();
+    bodies.sort_unstable();
+    for pair in bodies.chunks(2) {
+        assert!(
+            pair.len() == 2 && pair[0] == pair[1],
+            "a body not seen twice"
+        );
+    }
+    let firsts: Vec<&[u8]> = bodies.iter().step_by(2).copied().collect();
+    assert_each_body_once(
+        firsts
+            .iter()
+            .flat_map(|b| b[..b.len() - 1].split(|&c| c == b'\n')),
+        N,
     );
 }

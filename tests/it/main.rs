@@ -21,7 +21,10 @@
 
 mod support;
 
+mod batching;
 mod chaos;
+#[cfg(any(feature = "gzip", feature = "zstd"))]
+mod compression;
 mod delivery;
 mod failures;
 mod hostile;

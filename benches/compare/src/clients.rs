@@ -8,7 +8,11 @@
 //!   core busy, and the machine has to keep one for the sink. The
 //!   SCHED_OTHER variant adds `batch_scheduling(false)`: its event loops
 //!   run under the default policy, so a woken loop may preempt the thread
-//!   that called `notify`.
+//!   that called `notify`. The batching variant adds
+//!   `batch(BatchConfig::ndjson())` with its defaults (linger zero, at most
+//!   500 messages a request): each request carries what is queued when a
+//!   connection is free, one message per line, so the sink splits its
+//!   bodies into lines.
 //! - **reqwest + tokio**: a bounded `tokio::sync::mpsc` fed by `try_send`,
 //!   `workers` tasks sharing its receiver, one shared `reqwest::Client`;
 //!   the multi-thread runtime with its default thread count (the cores).
@@ -38,7 +42,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use mio::{Events, Poll, Token};
-use notifier::{Client, NotifyError, DEFAULT_CONTENT_TYPE};
+use notifier::{BatchConfig, Client, NotifyError, Stats, DEFAULT_CONTENT_TYPE};
 
 use crate::sink::Observer;
 
@@ -72,6 +76,12 @@ pub(crate) trait Pipe: Send + Sync {
 
     /// Delivers what it holds and ends its threads.
     fn shutdown(self: Box<Self>);
+
+    /// The client's own counters, when it keeps any: this crate's
+    /// `Client::stats`.
+    fn stats(&self) -> Option<Stats> {
+        None
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -86,6 +96,9 @@ pub(crate) struct NotifierOptions {
     /// `Builder::batch_scheduling(false)`: the event loops run under
     /// SCHED_OTHER instead of SCHED_BATCH.
     pub(crate) sched_other: bool,
+    /// `Builder::batch(BatchConfig::ndjson())`: many messages per request,
+    /// one per line.
+    pub(crate) batch: bool,
 }
 
 /// This crate.
@@ -104,6 +117,11 @@ impl Notifier {
         if options.sched_other {
             builder = builder.batch_scheduling(false);
         }
+        if options.batch {
+            // The defaults: linger zero (a free connection takes what is
+            // queued now, never waits) and at most 500 messages a request.
+            builder = builder.batch(BatchConfig::ndjson());
+        }
         let client = builder.build().map_err(|e| e.to_string())?;
         client.start();
         Ok(Notifier(client))
@@ -121,6 +139,10 @@ impl Pipe for Notifier {
 
     fn shutdown(self: Box<Self>) {
         self.0.stop();
+    }
+
+    fn stats(&self) -> Option<Stats> {
+        Some(self.0.stats())
     }
 }
 

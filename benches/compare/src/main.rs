@@ -7,23 +7,25 @@
 //! ```
 //!
 //! The clients (see `clients.rs`): this crate (and the same with
-//! `Builder::spin` on one event loop, and with
-//! `Builder::batch_scheduling(false)`: event loops under SCHED_OTHER), a
-//! `reqwest` + `tokio` pool, a `ureq` thread pool, and raw blocking sockets
-//! writing a prebuilt request (the floor). Each POSTs `--size`-byte
-//! messages over plain HTTP to the sink of `benches/common/sink.rs` (also
-//! used by `benches/e2e.rs`), which answers `204` from a thread per
-//! connection and allocates nothing per request. Besides them, the wake
-//! floor sends nothing: its `notify` is a bounded channel send and an
-//! eventfd wake (`mio::Waker`) of a thread blocked in `mio::Poll::poll`
-//! under SCHED_BATCH, which takes the message as its receipt, so its
-//! notify → receipt latency is the wake's; it runs the paced phase only
-//! (no warm-up, no free phase).
+//! `Builder::spin` on one event loop, with
+//! `Builder::batch_scheduling(false)`: event loops under SCHED_OTHER, and
+//! with `Builder::batch(BatchConfig::ndjson())`: many messages per request,
+//! one per line), a `reqwest` + `tokio` pool, a `ureq` thread pool, and raw
+//! blocking sockets writing a prebuilt request (the floor). Each POSTs
+//! `--size`-byte messages over plain HTTP to the sink of
+//! `benches/common/sink.rs` (also used by `benches/e2e.rs`), which answers
+//! `204` from a thread per connection and allocates nothing per request.
+//! Besides them, the wake floor sends nothing: its `notify` is a bounded
+//! channel send and an eventfd wake (`mio::Waker`) of a thread blocked in
+//! `mio::Poll::poll` under SCHED_BATCH, which takes the message as its
+//! receipt, so its notify → receipt latency is the wake's; it runs the
+//! paced phase only (no warm-up, no free phase).
 //!
 //! For each run and each client: a fresh sink and client, a warm-up
 //! (connections opened, `--warmup` messages), then two measured phases:
 //!
-//! - **free**: one producer thread hands over `--messages` messages as fast
+//! - **free**: one producer thread (`--producers P`: P of them, each
+//!   sending every P-th message) hands over `--messages` messages as fast
 //!   as the client takes them, backing off on a full queue as
 //!   `examples/loopback.rs` does (spin, yield, 50 µs naps); the raw client
 //!   has no queue, its `W` threads send back to back.
@@ -31,17 +33,22 @@
 //!   schedule kept by sleeping (timer slack 1 ns), each body stamped with
 //!   its send time so the sink measures `notify` → receipt.
 //!
+//! The sink counts messages, not requests: the batching client's bodies
+//! are split into their lines, each stamped with its own send time, so
+//! its notify → receipt latency is per message too; requests are counted
+//! apart, for the messages each carried.
+//!
 //! Measured per phase, from the producer's start to the sink's receipt of
-//! the last message: messages per second; the client's CPU time per
-//! message (process CPU from `getrusage` less the sink threads' own CPU
-//! clocks), and the producer thread's share of it (its own CPU clock: the
-//! caller's cost, back-off included), and, for reference, the sink's CPU
-//! time per message; heap allocations per message (a counting global allocator, on
-//! during the phase, off on the sink's threads and for building the
-//! message itself); `notify` latency (the call that accepted the message,
-//! `hdrhistogram`); notify → receipt latency (paced). The tables give the
-//! median of `--runs` runs with the spread (min–max), then each median as
-//! a ratio to this crate's.
+//! the last message: messages per second; messages per request; the
+//! client's CPU time per message (process CPU from `getrusage` less the
+//! sink threads' own CPU clocks), and the producer threads' share of it
+//! (their own CPU clocks: the caller's cost, back-off included), and, for
+//! reference, the sink's CPU time per message; heap allocations per message
+//! (a counting global allocator, on during the phase, off on the sink's
+//! threads and for building the message itself); `notify` latency (the call
+//! that accepted the message, `hdrhistogram`); notify → receipt latency
+//! (paced). The tables give the median of `--runs` runs with the spread
+//! (min–max), then each median as a ratio to this crate's.
 //!
 //! With `--rtt-us N`, every client that sends reaches the sink through the
 //! TCP proxy of `benches/common/rtt.rs`, one per run and client, which
@@ -49,7 +56,10 @@
 //! client's CPU time and allocations as the sink's are (the progress log
 //! gives its CPU per message), and the counts default to what the floor
 //! at that RTT, `workers` requests per round trip, gets through in a few
-//! seconds (see `--help`).
+//! seconds (see `--help`). The batching client's free phase and warm-up
+//! default to ten times the others' counts, and with an RTT shrink to its
+//! own floor, `workers` requests of 500 messages per round trip, so that
+//! its phase lasts long enough to measure.
 
 #[path = "../../common/alloc.rs"]
 mod alloc;
@@ -58,6 +68,8 @@ mod args;
 #[path = "../../common/backoff.rs"]
 mod backoff;
 mod clients;
+#[path = "../../common/framing.rs"]
+mod framing;
 mod probe;
 #[path = "../../common/rtt.rs"]
 mod rtt;
@@ -77,6 +89,8 @@ use hdrhistogram::Histogram;
 use args::{number, Arg, Args};
 use backoff::back_off;
 use clients::{raw_exchange, Notifier, NotifierOptions, Pipe, Raw, Reqwest, Settings, Ureq, Wake};
+use framing::Framing;
+use notifier::{Stats, DEFAULT_BATCH_MESSAGES};
 use probe::{
     epoch, nanos, new_histogram, now_ns, process_cpu, stamp, thread_cpu, Probe, STAMP_LEN,
 };
@@ -95,22 +109,31 @@ is the floor of a notify that wakes a sleeping thread: a channel send and an
 eventfd wake, no HTTP, paced phase only.
 
 options:
-  --messages N        messages per free-running phase       (default 200000)
+  --messages N        messages per free-running phase       (default 200000;
+                      notifier-batch 2000000)
   --paced-messages N  messages per paced phase              (default 100000)
   --rate R            paced phase, messages per second      (default 20000)
   --size B            bytes per message                     (default 64)
   --workers W         simultaneous requests per client      (default 10)
   --queue Q           queue in front of each client         (default 1000)
+  --producers P       threads calling notify (or send) on a
+                      queue-fed client, each every P-th
+                      message                               (default 1)
   --runs R            runs; the tables show medians         (default 3)
-  --warmup N          messages sent before measuring        (default 20000)
+  --warmup N          messages sent before measuring        (default 20000;
+                      notifier-batch 200000)
   --spin-us U         Builder::spin of 'notifier spin'      (default 100)
                       (that client runs one event loop: a spinning loop
                       keeps a core busy)
-  --clients LIST      comma-separated subset of: notifier, spin, normal,
-                      wake, reqwest, ureq, raw     (default all)
-                      (normal: notifier with batch_scheduling(false), its
-                      loops under SCHED_OTHER; wake: a channel send and
-                      mio::Waker::wake to a thread in mio::Poll::poll
+  --clients LIST      comma-separated subset of: notifier,
+                      notifier-batch, spin, normal, wake, reqwest, ureq,
+                      raw                                   (default all)
+                      (notifier-batch: notifier with
+                      batch(BatchConfig::ndjson()), linger zero, at most
+                      500 messages a request, counted by the sink line by
+                      line; normal: notifier with batch_scheduling(false),
+                      its loops under SCHED_OTHER; wake: a channel send
+                      and mio::Waker::wake to a thread in mio::Poll::poll
                       under SCHED_BATCH)
   --mode MODE         free, paced or both                   (default both)
   --rtt-us N          every client reaches the sink through a TCP proxy
@@ -122,7 +145,10 @@ options:
                       C, --rate C/2, --paced-messages 5 s of the rate
                       (each at most its default above; a flag given
                       wins); at 10000 µs and 10 workers: 10000, 1000,
-                      500/s and 2500
+                      500/s and 2500. notifier-batch's --messages and
+                      --warmup shrink from its own defaults to its own
+                      floor, 500 messages a request (at 10000 µs, not
+                      at all)
   -h, --help          print this help";
 
 /// How long a phase may run past its expected end before it is abandoned.
@@ -132,6 +158,7 @@ const PHASE_GRACE: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Contender {
     Notifier,
+    NotifierBatch,
     NotifierSpin,
     NotifierSchedOther,
     Wake,
@@ -141,8 +168,9 @@ enum Contender {
 }
 
 impl Contender {
-    const ALL: [Contender; 7] = [
+    const ALL: [Contender; 8] = [
         Contender::Notifier,
+        Contender::NotifierBatch,
         Contender::NotifierSpin,
         Contender::NotifierSchedOther,
         Contender::Wake,
@@ -155,6 +183,7 @@ impl Contender {
     fn key(self) -> &'static str {
         match self {
             Contender::Notifier => "notifier",
+            Contender::NotifierBatch => "notifier-batch",
             Contender::NotifierSpin => "spin",
             Contender::NotifierSchedOther => "normal",
             Contender::Wake => "wake",
@@ -168,6 +197,7 @@ impl Contender {
     fn label(self, config: &Config) -> String {
         match self {
             Contender::Notifier => "notifier".to_owned(),
+            Contender::NotifierBatch => "notifier, batch ndjson, linger 0".to_owned(),
             Contender::NotifierSpin => format!("notifier, spin {} µs, 1 thread", config.spin_us),
             Contender::NotifierSchedOther => "notifier, SCHED_OTHER loops".to_owned(),
             Contender::Wake => "wake floor (eventfd)".to_owned(),
@@ -183,6 +213,22 @@ impl Contender {
     fn free_running(self) -> bool {
         self != Contender::Wake
     }
+
+    /// The most messages one request carries.
+    fn per_request(self) -> u64 {
+        match self {
+            Contender::NotifierBatch => DEFAULT_BATCH_MESSAGES as u64,
+            _ => 1,
+        }
+    }
+
+    /// How the sink finds the messages in a body.
+    fn framing(self) -> Framing {
+        match self {
+            Contender::NotifierBatch => Framing::Ndjson,
+            _ => Framing::One,
+        }
+    }
 }
 
 /// The parsed command line.
@@ -194,8 +240,14 @@ struct Config {
     size: usize,
     workers: usize,
     queue: usize,
+    producers: usize,
     runs: usize,
     warmup: u64,
+    /// `messages` and `warmup` for the batching client: the same when
+    /// given; else ten times as many by default, since it goes through
+    /// them so much faster, and with an RTT shrunk to its own floor.
+    batch_messages: u64,
+    batch_warmup: u64,
     spin_us: u64,
     clients: Vec<Contender>,
     free: bool,
@@ -214,8 +266,11 @@ impl Config {
             size: 64,
             workers: 10,
             queue: 1000,
+            producers: 1,
             runs: 3,
             warmup: 20_000,
+            batch_messages: 2_000_000,
+            batch_warmup: 200_000,
             spin_us: 100,
             clients: Contender::ALL.to_vec(),
             free: true,
@@ -238,6 +293,7 @@ impl Config {
                 "--size" => config.size = number(&flag, &value()?, 0)?,
                 "--workers" => config.workers = number(&flag, &value()?, 1)?,
                 "--queue" => config.queue = number(&flag, &value()?, 1)?,
+                "--producers" => config.producers = number(&flag, &value()?, 1)?,
                 "--runs" => config.runs = number(&flag, &value()?, 1)?,
                 "--warmup" => warmup = Some(number(&flag, &value()?, 0)?),
                 "--spin-us" => config.spin_us = number(&flag, &value()?, 0)?,
@@ -276,6 +332,13 @@ impl Config {
         let at_most = |default: u64, seconds: f64, per_second: Option<f64>| {
             per_second.map_or(default, |r| default.min(((seconds * r) as u64).max(1)))
         };
+        // The batching client's: `workers` requests of up to 500 messages
+        // per round trip.
+        let batch_floor = floor.map(|f| f * DEFAULT_BATCH_MESSAGES as f64);
+        config.batch_messages =
+            messages.unwrap_or_else(|| at_most(config.batch_messages, 10.0, batch_floor));
+        config.batch_warmup =
+            warmup.unwrap_or_else(|| at_most(config.batch_warmup, 1.0, batch_floor));
         config.messages = messages.unwrap_or_else(|| at_most(config.messages, 10.0, floor));
         config.warmup = warmup.unwrap_or_else(|| at_most(config.warmup, 1.0, floor));
         config.rate = rate.unwrap_or_else(|| at_most(config.rate, 0.5, floor));
@@ -304,11 +367,20 @@ impl Config {
         }
     }
 
-    /// The least a phase of `messages` can take: `workers` requests per
-    /// round trip of the proxy.
-    fn rtt_floor(&self, messages: u64) -> Duration {
+    /// The least a phase of `messages` can take: `workers` requests of
+    /// `per_request` messages per round trip of the proxy.
+    fn rtt_floor(&self, messages: u64, per_request: u64) -> Duration {
+        let per_round_trip = self.workers as u64 * per_request;
         self.rtt.unwrap_or_default()
-            * u32::try_from(messages.div_ceil(self.workers as u64)).unwrap_or(u32::MAX)
+            * u32::try_from(messages.div_ceil(per_round_trip)).unwrap_or(u32::MAX)
+    }
+
+    /// The warm-up and free-phase message counts of `client`.
+    fn free_counts(&self, client: Contender) -> (u64, u64) {
+        match client {
+            Contender::NotifierBatch => (self.batch_warmup, self.batch_messages),
+            _ => (self.warmup, self.messages),
+        }
     }
 }
 
@@ -326,12 +398,24 @@ fn main() -> ExitCode {
     };
     epoch();
     let cores = thread::available_parallelism().map_or(0, |n| n.get());
+    let batch_counts = if config.clients.contains(&Contender::NotifierBatch)
+        && (config.batch_messages, config.batch_warmup) != (config.messages, config.warmup)
+    {
+        format!(
+            " (notifier-batch: {} messages, warm-up {})",
+            config.batch_messages, config.batch_warmup
+        )
+    } else {
+        String::new()
+    };
     println!(
-        "compare: {} B messages, {} workers, queue {}, {} run(s); free: {} messages; \
-         paced: {} messages at {}/s; warm-up {}; {cores} cores{}",
+        "compare: {} B messages, {} workers, queue {}, {} producer(s), {} run(s); \
+         free: {} messages; paced: {} messages at {}/s; warm-up {}{batch_counts}; \
+         {cores} cores{}",
         config.size,
         config.workers,
         config.queue,
+        config.producers,
         config.runs,
         config.messages,
         config.paced_messages,
@@ -398,10 +482,10 @@ enum Running {
 }
 
 impl Running {
-    /// Threads that send: one producer, or the raw client's connections.
-    fn senders(&self) -> usize {
+    /// Threads that send: the producers, or the raw client's connections.
+    fn senders(&self, producers: usize) -> usize {
         match self {
-            Running::Pipe(_) => 1,
+            Running::Pipe(_) => producers,
             Running::Raw(raw) => raw.conns.len(),
         }
     }
@@ -412,12 +496,22 @@ impl Running {
             Running::Raw(raw) => drop(raw),
         }
     }
+
+    /// The client's own counters, if it keeps any.
+    fn stats(&self) -> Option<Stats> {
+        match self {
+            Running::Pipe(pipe) => pipe.stats(),
+            Running::Raw(_) => None,
+        }
+    }
 }
 
 /// One phase's workload.
 struct Plan {
     messages: u64,
     size: usize,
+    /// Producer threads of a queue-fed client.
+    producers: usize,
     /// Paced: nanoseconds between messages.
     interval_ns: Option<f64>,
     /// The least the phase can take: the RTT proxy's floor.
@@ -436,8 +530,10 @@ impl Plan {
 #[derive(Debug, Clone)]
 struct Sample {
     rate: f64,
+    /// Messages per request the sink received.
+    per_request: f64,
     cpu_us: f64,
-    /// The part of `cpu_us` spent by the producer thread: building and
+    /// The part of `cpu_us` spent by the producer threads: building and
     /// stamping messages, `notify`, backing off on a full queue.
     producer_us: Option<f64>,
     /// The sink's CPU time per message (not the client's; shows what the
@@ -451,15 +547,38 @@ struct Sample {
     notify: Option<[f64; 3]>,
     /// notify → receipt p50, p99 in ns (paced phases).
     e2e: Option<[f64; 2]>,
+    /// What this crate's own `Stats` counted over the phase.
+    counted: Option<Counted>,
+}
+
+/// What this crate's `Stats` counted over a phase, per message: requests
+/// written (`Stats::requests`), and `notify` calls that woke a parked event
+/// loop (`Stats::wakeups`).
+#[derive(Debug, Clone, Copy)]
+struct Counted {
+    requests: f64,
+    wakeups: f64,
+}
+
+impl Counted {
+    /// Between two snapshots, over `n` messages.
+    fn between(before: Option<Stats>, after: Option<Stats>, n: u64) -> Option<Counted> {
+        let (b, a, n) = (before?, after?, n as f64);
+        Some(Counted {
+            requests: (a.requests - b.requests) as f64 / n,
+            wakeups: (a.wakeups - b.wakeups) as f64 / n,
+        })
+    }
 }
 
 impl Sample {
     /// One line for the progress log.
     fn summary(&self, paced: bool) -> String {
         let mut line = format!(
-            "{}: {:.0} msgs/s, {:.2} µs CPU/msg, {:.2} allocs/msg, sink {:.2} µs CPU/msg",
+            "{}: {:.0} msgs/s, {:.1} msgs/request, {:.2} µs CPU/msg, {:.2} allocs/msg, sink {:.2} µs CPU/msg",
             if paced { "paced" } else { "free " },
             self.rate,
+            self.per_request,
             self.cpu_us,
             self.allocs,
             self.sink_us
@@ -481,6 +600,13 @@ impl Sample {
         if let Some([p50, p99]) = self.e2e {
             line += &format!(", to sink {}/{}", format_ns(p50), format_ns(p99));
         }
+        if let Some(c) = self.counted {
+            line += &format!(
+                "; its Stats: {:.1} msgs/request, {:.3} wakeups/msg",
+                1.0 / c.requests.max(f64::MIN_POSITIVE),
+                c.wakeups
+            );
+        }
         line
     }
 }
@@ -490,11 +616,11 @@ fn run_client(
     client: Contender,
     config: &Config,
 ) -> Result<(Option<Sample>, Option<Sample>), String> {
-    let probe = Arc::new(Probe::new());
+    let probe = Arc::new(Probe::new(client.framing()));
     let sink = Sink::start(None, Arc::clone(&probe) as Arc<dyn sink::Observer>)
         .map_err(|e| format!("cannot start the sink: {e}"))?;
     // The proxy's threads are accounted as the sink's are: apart.
-    let proxy_probe = Arc::new(Probe::new());
+    let proxy_probe = Arc::new(Probe::new(Framing::One));
     let proxy = config
         .rtt
         .map(|rtt| {
@@ -524,6 +650,13 @@ fn run_client(
             &settings,
             NotifierOptions::default(),
         )?)),
+        Contender::NotifierBatch => Running::Pipe(Box::new(Notifier::start(
+            &settings,
+            NotifierOptions {
+                batch: true,
+                ..NotifierOptions::default()
+            },
+        )?)),
         Contender::NotifierSpin => Running::Pipe(Box::new(Notifier::start(
             &settings,
             NotifierOptions {
@@ -549,18 +682,16 @@ fn run_client(
     let plan = |messages, interval_ns| Plan {
         messages,
         size: config.size,
+        producers: config.producers,
         interval_ns,
-        floor: config.rtt_floor(messages),
+        floor: config.rtt_floor(messages, client.per_request()),
     };
-    if config.warmup > 0 && client.free_running() {
-        phase(&mut running, &accounts, &plan(config.warmup, None))?;
+    let (warmup, messages) = config.free_counts(client);
+    if warmup > 0 && client.free_running() {
+        phase(&mut running, &accounts, &plan(warmup, None))?;
     }
     let free = if config.free && client.free_running() {
-        Some(phase(
-            &mut running,
-            &accounts,
-            &plan(config.messages, None),
-        )?)
+        Some(phase(&mut running, &accounts, &plan(messages, None))?)
     } else {
         None
     };
@@ -607,14 +738,18 @@ fn phase(running: &mut Running, accounts: &Accounts<'_>, plan: &Plan) -> Result<
     let target = probe.received() + plan.messages;
     let paced = plan.interval_ns.is_some();
     probe.arm(target, paced);
-    let senders = running.senders();
+    let requests0 = probe.requests();
+    let senders = running.senders(plan.producers);
     let (ready, go) = (Barrier::new(senders + 1), Barrier::new(senders + 1));
     let expected = plan.interval_ns.map_or(Duration::ZERO, |ns| {
         Duration::from_nanos((ns * plan.messages as f64) as u64)
     });
     let expected = expected.max(plan.floor);
+    // Every request of the phases before was written before the sink
+    // received it, so these count this phase's alone.
+    let stats0 = running.stats();
 
-    thread::scope(|s| {
+    let mut sample = thread::scope(|s| -> Result<Sample, String> {
         let driver = s.spawn(|| drive(running, plan, &ready, &go));
         ready.wait();
         let (cpu0, (sink0, proxy0), allocs0) = (process_cpu(), accounts.cpu(), alloc::total());
@@ -649,10 +784,12 @@ fn phase(running: &mut Running, accounts: &Accounts<'_>, plan: &Plan) -> Result<
         let done_ns = done_ns?;
 
         let n = plan.messages as f64;
+        let requests = probe.requests() - requests0;
         let client_cpu = (cpu1 - cpu0).saturating_sub((sink1 - sink0) + (proxy1 - proxy0));
         let latency = probe.take_latency();
         Ok(Sample {
             rate: n / (done_ns.saturating_sub(start_ns).max(1) as f64 / 1e9),
+            per_request: n / requests.max(1) as f64,
             cpu_us: client_cpu.as_secs_f64() * 1e6 / n,
             producer_us: producer.as_ref().map(|p| p.cpu.as_secs_f64() * 1e6 / n),
             sink_us: (sink1 - sink0).as_secs_f64() * 1e6 / n,
@@ -662,23 +799,26 @@ fn phase(running: &mut Running, accounts: &Accounts<'_>, plan: &Plan) -> Result<
             allocs: (allocs1 - allocs0) as f64 / n,
             notify: producer.map(|p| quantiles([0.5, 0.99, 0.999], &p.latency)),
             e2e: (paced && !latency.is_empty()).then(|| quantiles([0.5, 0.99], &latency)),
+            counted: None,
         })
-    })
+    })?;
+    sample.counted = Counted::between(stats0, running.stats(), plan.messages);
+    Ok(sample)
 }
 
 fn quantiles<const N: usize>(qs: [f64; N], h: &Histogram<u64>) -> [f64; N] {
     qs.map(|q| h.value_at_quantile(q) as f64)
 }
 
-/// What the producer of a queue-fed client measured.
+/// What the producers of a queue-fed client measured.
 struct Produced {
     /// Latency of each `notify` that accepted a message.
     latency: Histogram<u64>,
-    /// The producer thread's CPU time during the phase.
+    /// The producer threads' CPU time during the phase.
     cpu: Duration,
 }
 
-/// Sends a phase's messages through `running`; what the producer of a
+/// Sends a phase's messages through `running`; what the producers of a
 /// queue-fed client measured.
 fn drive(
     running: &mut Running,
@@ -687,13 +827,41 @@ fn drive(
     go: &Barrier,
 ) -> Result<Option<Produced>, String> {
     match running {
-        Running::Pipe(pipe) => Ok(Some(produce(&**pipe, plan, ready, go))),
+        Running::Pipe(pipe) => produce_all(&**pipe, plan, ready, go).map(Some),
         Running::Raw(raw) => drive_raw(raw, plan, ready, go).map(|()| None),
     }
 }
 
-/// The producer of a queue-fed client.
-fn produce(pipe: &dyn Pipe, plan: &Plan, ready: &Barrier, go: &Barrier) -> Produced {
+/// The producers of a queue-fed client, on threads of their own; what
+/// they measured, together.
+fn produce_all(
+    pipe: &dyn Pipe,
+    plan: &Plan,
+    ready: &Barrier,
+    go: &Barrier,
+) -> Result<Produced, String> {
+    thread::scope(|s| {
+        let threads: Vec<_> = (0..plan.producers)
+            .map(|k| s.spawn(move || produce(pipe, plan, k, ready, go)))
+            .collect();
+        let mut all = Produced {
+            latency: new_histogram(),
+            cpu: Duration::ZERO,
+        };
+        for t in threads {
+            let one = t.join().map_err(|_| "a producer panicked".to_owned())?;
+            all.latency
+                .add(&one.latency)
+                .map_err(|e| format!("cannot merge the producers' histograms: {e}"))?;
+            all.cpu += one.cpu;
+        }
+        Ok(all)
+    })
+}
+
+/// Producer `k` of a queue-fed client: sends messages `k`, `k + P`, … of
+/// the phase's (so the paced schedule interleaves).
+fn produce(pipe: &dyn Pipe, plan: &Plan, k: usize, ready: &Barrier, go: &Barrier) -> Produced {
     fine_timer_slack();
     let mut latency = new_histogram();
     let template = vec![b'.'; plan.size];
@@ -701,7 +869,7 @@ fn produce(pipe: &dyn Pipe, plan: &Plan, ready: &Barrier, go: &Barrier) -> Produ
     go.wait();
     let cpu0 = thread_cpu();
     let start = Instant::now();
-    for i in 0..plan.messages {
+    for i in (k as u64..plan.messages).step_by(plan.producers) {
         if let Some(due) = plan.due(start, i) {
             sleep_until(due);
         }
@@ -793,6 +961,11 @@ const RATE: Column = Column {
     value: |s| Some(s.rate),
     format: format_rate,
 };
+const PER_REQUEST: Column = Column {
+    title: "msgs/request",
+    value: |s| Some(s.per_request),
+    format: format_per_request,
+};
 const CLIENT_CPU: Column = Column {
     title: "client CPU µs/msg",
     value: |s| Some(s.cpu_us),
@@ -839,8 +1012,9 @@ const SINK_P99: Column = Column {
     format: format_ns,
 };
 
-const FREE_COLUMNS: [Column; 8] = [
+const FREE_COLUMNS: [Column; 9] = [
     RATE,
+    PER_REQUEST,
     CLIENT_CPU,
     PRODUCER_CPU,
     SINK_CPU,
@@ -850,12 +1024,13 @@ const FREE_COLUMNS: [Column; 8] = [
     NOTIFY_P999,
 ];
 
-const PACED_COLUMNS: [Column; 7] = [
+const PACED_COLUMNS: [Column; 8] = [
     NOTIFY_P50,
     NOTIFY_P99,
     NOTIFY_P999,
     SINK_P50,
     SINK_P99,
+    PER_REQUEST,
     CLIENT_CPU,
     ALLOCS,
 ];
@@ -933,6 +1108,15 @@ fn format_rate(rate: f64) -> String {
         format!("{rate:.0}")
     } else {
         format!("{:.1} k", rate / 1e3)
+    }
+}
+
+/// One decimal up to 100, whole numbers above.
+fn format_per_request(x: f64) -> String {
+    if x < 100.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.0}")
     }
 }
 

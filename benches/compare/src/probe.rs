@@ -12,6 +12,11 @@
 //! digits of nanoseconds since [`epoch`], written by [`stamp`] just before
 //! the message is handed to the client. The sink reads it back and records
 //! the difference while latency recording is on.
+//!
+//! The sink counts messages, not requests: a probe is made for the framing
+//! its client sends ([`Framing`]), and a batched client's NDJSON body is
+//! split into its lines, each counted and, stamped on its own, timed on
+//! its own. Requests are counted apart, for messages per request.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -20,6 +25,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use crate::alloc;
+use crate::framing::Framing;
 use crate::sink::Observer;
 
 /// Digits of the send time at the start of each body.
@@ -122,7 +128,12 @@ struct SinkThreads {
 /// The observer the harness gives each sink.
 pub(crate) struct Probe {
     threads: Mutex<SinkThreads>,
+    /// How the bodies it sees carry their messages.
+    framing: Framing,
+    /// Messages received.
     received: AtomicU64,
+    /// Requests (bodies) received.
+    requests: AtomicU64,
     /// When `received` reaches this, the time goes to `done_at_ns`.
     target: AtomicU64,
     done_at_ns: AtomicU64,
@@ -131,10 +142,13 @@ pub(crate) struct Probe {
 }
 
 impl Probe {
-    pub(crate) fn new() -> Probe {
+    /// A probe for bodies framed as `framing`.
+    pub(crate) fn new(framing: Framing) -> Probe {
         Probe {
             threads: Mutex::new(SinkThreads::default()),
+            framing,
             received: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
             target: AtomicU64::new(u64::MAX),
             done_at_ns: AtomicU64::new(0),
             record_latency: AtomicBool::new(false),
@@ -155,13 +169,18 @@ impl Probe {
                 .sum::<Duration>()
     }
 
-    /// Requests received so far.
+    /// Messages received so far.
     pub(crate) fn received(&self) -> u64 {
         self.received.load(Ordering::Acquire)
     }
 
+    /// Requests received so far: the messages' bodies.
+    pub(crate) fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Acquire)
+    }
+
     /// Arms the end of a phase: the sink notes when it has received `total`
-    /// requests in all, and records latencies if `latency` is set.
+    /// messages in all, and records latencies if `latency` is set.
     pub(crate) fn arm(&self, total: u64, latency: bool) {
         self.done_at_ns.store(0, Ordering::SeqCst);
         self.target.store(total, Ordering::SeqCst);
@@ -201,14 +220,22 @@ impl Observer for Probe {
 
     fn request(&self, body: &[u8]) {
         let now = now_ns();
-        if self.record_latency.load(Ordering::Relaxed) {
-            if let Some(sent) = read_stamp(body) {
-                let mut latency = self.latency.lock().unwrap_or_else(|e| e.into_inner());
+        // One lock per body, however many messages it carries.
+        let mut latency = self
+            .record_latency
+            .load(Ordering::Relaxed)
+            .then(|| self.latency.lock().unwrap_or_else(|e| e.into_inner()));
+        let n = self.framing.each(body, |message| {
+            if let (Some(latency), Some(sent)) = (latency.as_mut(), read_stamp(message)) {
                 latency.saturating_record(now.saturating_sub(sent).max(1));
             }
-        }
-        let n = self.received.fetch_add(1, Ordering::AcqRel) + 1;
-        if n == self.target.load(Ordering::Acquire) {
+        });
+        drop(latency);
+        self.requests.fetch_add(1, Ordering::AcqRel);
+        // A batch may carry the count past the target rather than onto it.
+        let before = self.received.fetch_add(n, Ordering::AcqRel);
+        let target = self.target.load(Ordering::Acquire);
+        if before < target && before + n >= target {
             self.done_at_ns.store(now, Ordering::Release);
         }
     }

@@ -3,7 +3,7 @@
 //! [`Action`] cannot say, such as resetting a connection or never reading
 //! from it.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::thread;
 use std::time::Duration;
@@ -114,6 +114,33 @@ impl RawConn<'_> {
                 Ok(Some((request, _))) => return Some((request, self.info())),
                 Ok(None) if n == peeked.len() => return None,
                 Ok(None) => thread::sleep(Duration::from_millis(1)),
+            }
+        }
+        None
+    }
+
+    /// Reads until a request head and at least `body_bytes` bytes past it
+    /// have arrived, and takes them, without parsing the request; what the
+    /// client sent beyond stays unread in the kernel, so that dropping the
+    /// connection now resets it (RST) in the middle of the request's body.
+    /// Gives back how many body bytes were read (maybe more than asked);
+    /// `None` when the client closed first or the server is stopping.
+    /// Nothing is recorded.
+    pub(crate) fn read_partial(&mut self, body_bytes: usize) -> Option<usize> {
+        let mut chunk = [0u8; 4096];
+        while !self.shared.stopping() {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let read = self.buf.len() - (end + 4);
+                if read >= body_bytes {
+                    return Some(read);
+                }
+            }
+            // Small reads, so as to leave the rest of the body unread.
+            match self.tcp.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if nothing_yet(&e) => {}
+                Err(_) => return None,
             }
         }
         None
