@@ -14,7 +14,7 @@
 //! measurement and kept across samples, so connections are reused as in
 //! steady state. An iteration is one message: a sample of `n` iterations
 //! notifies `n` messages (a producer that meets a full queue backs off as
-//! `examples/loopback.rs` does) and ends when the client has delivered all
+//! `benches/loopback.rs` does) and ends when the client has delivered all
 //! of them (`flush`). Messages are `Message::from_static`, so the producer
 //! allocates nothing and the number is the client's.
 //!

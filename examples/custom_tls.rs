@@ -10,8 +10,7 @@
 
 mod common;
 
-use std::error::Error;
-use std::sync::Arc;
+use std::{error::Error, sync::Arc};
 
 use notifier::{Builder, Client, Stats};
 use rustls::pki_types::{pem::PemObject, CertificateDer};
@@ -26,23 +25,19 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     // Trust the private CA, and only it.
     let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert?)?;
-    }
+    roots.add(CertificateDer::from_pem_slice(ca_pem.as_bytes())?)?;
     // builder() takes the process's crypto provider, ring here; where both
     // ring and aws-lc-rs are compiled in, use builder_with_provider instead.
     let mut tls = ClientConfig::builder()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    // The client takes the configuration as given: without this line it
-    // would offer no ALPN at all.
+    // Taken as given: without this line the client would offer no ALPN.
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
 
     let custom = deliver(Client::builder(&url).tls_config(Arc::new(tls)), 10)?;
     let (delivered, alpn) = (custom.delivered, server.alpn().map(String::from_utf8_lossy));
     println!("private CA: delivered {delivered} of 10, ALPN {alpn:?}");
-    // The default configuration trusts the Mozilla roots only: a TLS
-    // failure, which is not retried.
+    // The default configuration trusts the Mozilla roots only: a TLS failure, not retried.
     let default = deliver(Client::builder(&url), 1)?;
     println!("default roots: delivered {} of 1", default.delivered);
 
@@ -61,9 +56,7 @@ fn deliver(builder: Builder, count: usize) -> Result<Stats, Box<dyn Error>> {
         })
         .build()?;
     client.start();
-    for n in 0..count {
-        client.notify(format!("secret {n}"))?;
-    }
+    (0..count).try_for_each(|n| client.notify(format!("secret {n}")))?;
     client.stop();
     Ok(client.stats())
 }

@@ -57,7 +57,7 @@ pub fn encode_request_into(out: &mut Vec<u8>, body: &[u8]) {
     }
     out.clear();
     ENCODER.with(|encoder| {
-        let head = encoder.head(body.len());
+        let head = encoder.head(body.len(), None);
         head.with_body(Body::Bytes(body))
             .copy_from(&Cursor::default(), out);
     });
@@ -104,7 +104,7 @@ impl Queue {
     pub fn new(capacity: usize) -> std::io::Result<Queue> {
         let poll = mio::Poll::new()?;
         let waker = mio::Waker::new(poll.registry(), mio::Token(0))?;
-        let inner = InnerQueue::new(capacity, capacity, vec![waker]);
+        let inner = InnerQueue::new(capacity, capacity, vec![waker], None, None);
         inner.start();
         Ok(Queue { inner, _poll: poll })
     }
@@ -119,8 +119,8 @@ impl Queue {
     /// system.
     #[inline]
     pub fn pop(&self) -> Option<Message> {
-        let msg = self.inner.pop()?;
+        let entry = self.inner.pop()?;
         self.inner.release();
-        Some(msg)
+        Some(entry.msg)
     }
 }

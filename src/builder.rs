@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use crate::batch::{BatchConfig, MAX_BATCH_BYTES, MAX_BATCH_MESSAGES, MAX_LINGER};
 use crate::config::{
-    Batching, Config, Handler, DEFAULT_CONTENT_TYPE, DEFAULT_IDLE_TIMEOUT, DEFAULT_QUEUE_SIZE,
-    DEFAULT_TIMEOUT, DEFAULT_WORKERS, MAX_QUEUE_SIZE, MAX_THREADS, MAX_WORKERS,
+    Batching, Config, Handler, Overflow, DEFAULT_CONTENT_TYPE, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_QUEUE_SIZE, DEFAULT_TIMEOUT, DEFAULT_WORKERS, MAX_MESSAGE_TTL, MAX_QUEUE_SIZE,
+    MAX_THREADS, MAX_WORKERS,
 };
 use crate::conn::tls::TlsSetup;
 use crate::endpoint::{Endpoint, Scheme};
@@ -61,6 +62,9 @@ pub struct Builder {
     batch_scheduling: bool,
     batch: Option<BatchConfig>,
     compression: Compression,
+    message_ttl: Option<Duration>,
+    overflow: Overflow,
+    idempotency_key: bool,
 }
 
 impl fmt::Debug for Builder {
@@ -74,6 +78,9 @@ impl fmt::Debug for Builder {
             .field("content_type", &self.content_type)
             .field("batch", &self.batch)
             .field("compression", &self.compression)
+            .field("message_ttl", &self.message_ttl)
+            .field("overflow", &self.overflow)
+            .field("idempotency_key", &self.idempotency_key)
             .field("headers", &self.headers)
             .finish_non_exhaustive()
     }
@@ -145,6 +152,9 @@ impl Builder {
             batch_scheduling: true,
             batch: None,
             compression: Compression::None,
+            message_ttl: None,
+            overflow: Overflow::Reject,
+            idempotency_key: false,
         }
     }
 
@@ -307,8 +317,7 @@ impl Builder {
     /// blocks or its time slice ends. Its share of CPU is unchanged (same
     /// nice value); only the wake-up preference goes. Measured with
     /// `benches/compare`, paced at 20,000 messages/s on 2 cores: `notify`
-    /// p99 about 20 µs with it, about 55 µs without (see README,
-    /// "Performance").
+    /// p99 about 20 µs with it, about 55 µs without (see `BENCHMARKS.md`).
     ///
     /// Turn it off when the time from `notify` to the server matters more
     /// than the caller's time and every core is busy: a loop woken then
@@ -327,8 +336,9 @@ impl Builder {
     /// ALPN. Ignored for `http` endpoints.
     ///
     /// Without it the client uses rustls with the ring provider, the
-    /// Mozilla roots of `webpki-roots`, ALPN `http/1.1` and an in-memory
-    /// session cache. Certificate verification cannot be switched off
+    /// Mozilla roots of `webpki-roots` (and, with the `native-roots`
+    /// feature, the operating system's store too), ALPN `http/1.1` and an
+    /// in-memory session cache. Certificate verification cannot be switched off
     /// except by a configuration you build yourself.
     pub fn tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Builder {
         self.tls_config = Some(config);
@@ -370,6 +380,55 @@ impl Builder {
         self
     }
 
+    /// Gives each message `d` from its `notify` to be delivered; default
+    /// none, at most [`MAX_MESSAGE_TTL`](crate::MAX_MESSAGE_TTL). A message
+    /// past it is not sent, nor sent again, any more: it goes to the error
+    /// handler as [`FailureKind::Expired`](crate::FailureKind::Expired),
+    /// with the attempts made so far. It is checked when the message is
+    /// taken from the queue, when its batch is formed, and before each
+    /// retry; a retried batch leaves its expired messages out (the rest go
+    /// as a new request, with a new idempotency key). A request already
+    /// written when `d` passes is not cancelled: its outcome stands, so
+    /// "delivered within `d`" means "written within `d`". Zero is ignored.
+    /// A stale quote or metric is worse than none.
+    pub fn message_ttl(mut self, d: Duration) -> Builder {
+        if !d.is_zero() {
+            self.message_ttl = Some(d);
+        }
+        self
+    }
+
+    /// What `notify` does when the queue is full; default
+    /// [`Overflow::Reject`] (`QueueFull`, the message handed back).
+    /// [`Overflow::DropOldest`] takes the new message and hands the oldest
+    /// queued one to the error handler as
+    /// [`FailureKind::Dropped`](crate::FailureKind::Dropped), on an event
+    /// loop's thread: a bounded hand-off of
+    /// [`DROP_HANDOFF`](crate::DROP_HANDOFF) places carries it there, and
+    /// `notify` still refuses with `QueueFull` while that is full. It stays
+    /// lock-free and allocation-free. The client then holds at most its
+    /// queue (`queue_size + workers`), what its connections carry, and the
+    /// hand-off.
+    pub fn overflow(mut self, o: Overflow) -> Builder {
+        self.overflow = o;
+        self
+    }
+
+    /// Sends an `Idempotency-Key` header with every request, unique per
+    /// request and the same on each of its retries and re-sends, so that a
+    /// server that deduplicates turns at-least-once delivery into
+    /// exactly-once. Default off. The value is a quoted string of 32 hex
+    /// digits: 64 random bits drawn when the client is built, then the
+    /// event loop's number and its count of requests formed, so keys never
+    /// repeat within a client and collide across clients with odds of
+    /// 2^-64. One key per batch; a batch re-formed after some of its
+    /// messages expired is a new request with a new key. An
+    /// `Idempotency-Key` header of the caller's is then refused.
+    pub fn idempotency_key(mut self, on: bool) -> Builder {
+        self.idempotency_key = on;
+        self
+    }
+
     /// Validates the settings into the client's immutable configuration.
     pub(crate) fn into_config(self) -> Result<Config, BuildError> {
         let endpoint = Endpoint::parse(&self.url)?;
@@ -394,6 +453,7 @@ impl Builder {
             let compressing = self.compression.content_encoding().is_some();
             if RESERVED.iter().any(|r| name.eq_ignore_ascii_case(r))
                 || (compressing && name.eq_ignore_ascii_case("content-encoding"))
+                || (self.idempotency_key && name.eq_ignore_ascii_case("idempotency-key"))
             {
                 return Err(BuildError::InvalidHeader(format!(
                     "header {name:?} is set by the client itself"
@@ -405,6 +465,13 @@ impl Builder {
         at_most("queue_size", self.queue_size, MAX_QUEUE_SIZE)?;
         if let Some(threads) = self.threads {
             at_most("threads", threads, MAX_THREADS)?;
+        }
+        if let Some(ttl) = self.message_ttl {
+            if ttl > MAX_MESSAGE_TTL {
+                return Err(BuildError::InvalidSetting(format!(
+                    "message_ttl = {ttl:?} is longer than the longest allowed, {MAX_MESSAGE_TTL:?}"
+                )));
+            }
         }
         let batching = match &self.batch {
             None => Batching::off(),
@@ -456,6 +523,9 @@ impl Builder {
             threads,
             batching,
             compression: self.compression,
+            message_ttl: self.message_ttl,
+            overflow: self.overflow,
+            idempotency_key: self.idempotency_key.then(|| fastrand::Rng::new().u64(..)),
             timeout: self.timeout,
             idle_timeout: self.idle_timeout,
             shutdown_timeout: self.shutdown_timeout,
@@ -587,7 +657,7 @@ mod tests {
             let c = config(b).expect("build");
             let mut out = Vec::new();
             c.encoder
-                .head(0)
+                .head(0, None)
                 .with_body(crate::proto::request::Body::Bytes(b""))
                 .copy_from(&Default::default(), &mut out);
             String::from_utf8(out).expect("ascii")
@@ -634,5 +704,41 @@ mod tests {
             "text/csv",
             "whichever order the calls come in"
         );
+    }
+
+    #[test]
+    fn lifetime_settings_are_bounded_and_keys_reserve_their_header() {
+        match config(builder().message_ttl(MAX_MESSAGE_TTL + Duration::from_nanos(1))) {
+            Err(BuildError::InvalidSetting(text)) => {
+                assert!(text.contains("message_ttl"), "{text}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let c = config(builder().message_ttl(MAX_MESSAGE_TTL)).expect("at the bound");
+        assert_eq!(c.message_ttl, Some(MAX_MESSAGE_TTL));
+        let c = config(builder().message_ttl(Duration::ZERO)).expect("zero is ignored");
+        assert_eq!(c.message_ttl, None);
+        assert_eq!(config(builder()).expect("build").overflow, Overflow::Reject);
+
+        let refused = config(
+            builder()
+                .idempotency_key(true)
+                .header("idempotency-key", "x"),
+        );
+        assert!(
+            matches!(refused, Err(BuildError::InvalidHeader(_))),
+            "{refused:?}"
+        );
+        let c =
+            config(builder().header("Idempotency-Key", "x")).expect("the caller's without keys");
+        assert_eq!(c.idempotency_key, None);
+        let a = config(builder().idempotency_key(true))
+            .expect("build")
+            .idempotency_key;
+        let b = config(builder().idempotency_key(true))
+            .expect("build")
+            .idempotency_key;
+        assert!(a.is_some() && b.is_some());
+        assert_ne!(a, b, "each client draws its own half of the keys");
     }
 }

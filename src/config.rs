@@ -35,6 +35,31 @@ pub const MAX_QUEUE_SIZE: usize = 1 << 24;
 /// The most event-loop threads a client may have.
 pub const MAX_THREADS: usize = 1024;
 
+/// The longest [`Builder::message_ttl`](crate::Builder::message_ttl) may
+/// be.
+pub const MAX_MESSAGE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How many messages dropped from a full queue ([`Overflow::DropOldest`])
+/// may wait at once for an event loop to hand them to the error handler.
+/// Past that `notify` refuses with `QueueFull`: the loops are not keeping
+/// up even with the drops.
+pub const DROP_HANDOFF: usize = 1024;
+
+/// What `notify` does when the queue is full; see
+/// [`Builder::overflow`](crate::Builder::overflow).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Overflow {
+    /// Refuse the new message: `notify` returns
+    /// [`NotifyError::QueueFull`](crate::NotifyError::QueueFull) with it.
+    #[default]
+    Reject,
+    /// Take the new message; the oldest queued one goes to the error
+    /// handler as [`FailureKind::Dropped`](crate::FailureKind::Dropped), on
+    /// an event-loop thread (never the caller's).
+    DropOldest,
+}
+
 /// What a failed message is handed to.
 pub(crate) type Handler = Arc<dyn Fn(NotificationError) + Send + Sync>;
 
@@ -88,6 +113,11 @@ pub(crate) struct Config {
     pub(crate) breaker: Option<CircuitBreakerConfig>,
     pub(crate) spin: Duration,
     pub(crate) pin_threads: bool,
+    /// `..=MAX_MESSAGE_TTL`.
+    pub(crate) message_ttl: Option<Duration>,
+    pub(crate) overflow: Overflow,
+    /// With idempotency keys: the client's random half of every key.
+    pub(crate) idempotency_key: Option<u64>,
     pub(crate) batch_scheduling: bool,
     /// Test-only fault injection: `(loop, n)` makes event loop `loop`
     /// panic when it takes its `n`-th message from the queue.
@@ -131,6 +161,9 @@ impl fmt::Debug for Config {
             .field("handler", &self.handler.is_some())
             .field("retry", &self.retry)
             .field("breaker", &self.breaker)
+            .field("message_ttl", &self.message_ttl)
+            .field("overflow", &self.overflow)
+            .field("idempotency_key", &self.idempotency_key)
             .finish_non_exhaustive()
     }
 }

@@ -105,6 +105,14 @@ pub enum FailureKind {
     /// too, handed to the handler by the dying loop or, for any accepted
     /// after it looked, by `stop`.
     Internal,
+    /// The message was not delivered within the client's
+    /// [`message_ttl`](crate::Builder::message_ttl) of its `notify`, and
+    /// was not sent (or not sent again) once it had passed.
+    /// [`attempts`](NotificationError::attempts) are the tries made before.
+    Expired,
+    /// The queue was full and the client drops the oldest queued message
+    /// to take a new one ([`Overflow::DropOldest`](crate::Overflow)).
+    Dropped,
 }
 
 /// What a failed attempt tells the circuit breaker.
@@ -133,7 +141,7 @@ impl FailureKind {
     /// | Status 5xx | yes | failure |
     /// | Tls | no | failure |
     /// | Status other than 5xx | no | neutral |
-    /// | CircuitOpen, Shutdown, Internal | no | neutral |
+    /// | CircuitOpen, Shutdown, Internal, Expired, Dropped | no | neutral |
     pub(crate) fn class(self, status: Option<u16>) -> Class {
         use BreakerVerdict::{Failure, Neutral};
         let (retryable, breaker) = match self {
@@ -146,7 +154,9 @@ impl FailureKind {
             FailureKind::Status
             | FailureKind::CircuitOpen
             | FailureKind::Shutdown
-            | FailureKind::Internal => (false, Neutral),
+            | FailureKind::Internal
+            | FailureKind::Expired
+            | FailureKind::Dropped => (false, Neutral),
         };
         Class { retryable, breaker }
     }
@@ -162,6 +172,8 @@ impl FailureKind {
             FailureKind::CircuitOpen => "circuit breaker open",
             FailureKind::Shutdown => "client shut down before delivery",
             FailureKind::Internal => "event loop died",
+            FailureKind::Expired => "expired before delivery",
+            FailureKind::Dropped => "dropped from a full queue",
         }
     }
 }
@@ -351,14 +363,16 @@ impl NotificationError {
     }
 
     /// The message's place (from 0) in the batch it failed with, in queue
-    /// order; `None` when batching is off. Every message of a failed batch
-    /// is handed over, each with its own index.
+    /// order. Every message of a failed batch is handed over, each with its
+    /// own index. `None` when the message failed outside any request:
+    /// batching is off, or it expired, was dropped or was given up while
+    /// queued or being gathered into a batch.
     pub fn batch_index(&self) -> Option<usize> {
         self.batch.map(|(index, _)| index)
     }
 
     /// How many messages the batch it failed with carried; `None` when
-    /// batching is off.
+    /// [`batch_index`](NotificationError::batch_index) is.
     pub fn batch_len(&self) -> Option<usize> {
         self.batch.map(|(_, len)| len)
     }

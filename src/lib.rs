@@ -36,6 +36,14 @@
 //! - **Compression** ([`Builder::compression`], cargo features `gzip` and
 //!   `zstd`): each body compressed once, its retries resending the same
 //!   bytes.
+//! - **Diagnostics**: with the `tracing` feature, connection, failure,
+//!   retry and circuit-breaker events go to the `tracing` crate (target
+//!   `notifier`); without it there is no such code at all.
+//! - **Lifetime**: [`Builder::message_ttl`] ends a message not sent in
+//!   time as [`FailureKind::Expired`]; [`Overflow::DropOldest`] lets a
+//!   full queue take the newest message and end the oldest as
+//!   [`FailureKind::Dropped`]; [`Builder::idempotency_key`] gives every
+//!   request a key its retries repeat, for servers that deduplicate.
 //! - **Threads**: the event loops' threads are spawned by the build and
 //!   wait for [`Client::start`]. The error handler runs on an event-loop
 //!   thread; a slow handler delays that loop. A panic in it is caught and
@@ -62,6 +70,38 @@
 //! retried. [`Builder::tls_config`] replaces the whole configuration
 //! (custom roots, client certificates); there is no switch that turns
 //! verification off.
+//!
+//! The cargo feature `native-roots` adds the operating system's trusted
+//! certificates to the `webpki-roots` ones in the default configuration,
+//! through `rustls-native-certs` (on Linux the distribution's bundle, or the
+//! files named by `SSL_CERT_FILE` / `SSL_CERT_DIR`; the keychain on macOS;
+//! the system store on Windows), as reqwest and ureq offer. The store is
+//! read when the client is built. A certificate in it that does not parse,
+//! or a part of the store that cannot be read, is skipped: the other roots
+//! still apply, and the build neither fails nor panics because of it. For
+//! roots of your own (a private CA), build a `rustls::ClientConfig` and
+//! pass it to [`Builder::tls_config`], with ALPN `http/1.1`:
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let my_ca = rcgen::generate_simple_self_signed(vec!["ca.example".into()])?.cert.der().clone();
+//! let mut roots = rustls::RootCertStore {
+//!     roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+//! };
+//! roots.add(my_ca)?; // a rustls::pki_types::CertificateDer of your CA
+//! let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+//! let mut config = rustls::ClientConfig::builder_with_provider(provider)
+//!     .with_safe_default_protocol_versions()?
+//!     .with_root_certificates(roots)
+//!     .with_no_client_auth();
+//! config.alpn_protocols = vec![b"http/1.1".to_vec()];
+//! let client = notifier::Client::builder("https://hooks.internal:8443/in")
+//!     .tls_config(std::sync::Arc::new(config))
+//!     .build()?;
+//! # drop(client);
+//! # Ok(())
+//! # }
+//! ```
 
 mod batch;
 #[cfg(feature = "internals")]
@@ -80,6 +120,7 @@ mod proto;
 mod runtime;
 mod stats;
 mod sync;
+mod trace;
 
 pub use batch::{
     BatchConfig, DEFAULT_BATCH_BYTES, DEFAULT_BATCH_MESSAGES, MAX_BATCH_BYTES, MAX_BATCH_MESSAGES,
@@ -88,8 +129,8 @@ pub use batch::{
 pub use builder::Builder;
 pub use client::Client;
 pub use config::{
-    DEFAULT_CONTENT_TYPE, DEFAULT_IDLE_TIMEOUT, DEFAULT_QUEUE_SIZE, DEFAULT_TIMEOUT,
-    DEFAULT_WORKERS, MAX_QUEUE_SIZE, MAX_THREADS, MAX_WORKERS,
+    Overflow, DEFAULT_CONTENT_TYPE, DEFAULT_IDLE_TIMEOUT, DEFAULT_QUEUE_SIZE, DEFAULT_TIMEOUT,
+    DEFAULT_WORKERS, DROP_HANDOFF, MAX_MESSAGE_TTL, MAX_QUEUE_SIZE, MAX_THREADS, MAX_WORKERS,
 };
 pub use error::{BuildError, FailureKind, NotificationError, NotifyError, ProtocolError};
 pub use message::Message;

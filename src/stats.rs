@@ -27,6 +27,12 @@ pub struct Stats {
     /// their outcome; an automatic re-send counts again. With batching,
     /// `delivered / requests` is the messages carried per request.
     pub requests: u64,
+    /// Messages past their [`message_ttl`](crate::Builder::message_ttl),
+    /// not sent (again): counted in `failed` too.
+    pub expired: u64,
+    /// Messages a full queue dropped for newer ones
+    /// ([`Overflow::DropOldest`](crate::Overflow)): counted in `failed` too.
+    pub dropped: u64,
     /// `notify` calls refused with `QueueFull`.
     pub rejected: u64,
     /// `notify` calls that had to wake a parked event loop, one `eventfd`

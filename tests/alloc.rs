@@ -4,7 +4,10 @@
 //! test server's threads are left out. Messages are allocated before the
 //! counted window, so what remains is what the client itself allocates:
 //! over plain HTTP and HTTPS one message per request, and with batching
-//! (NDJSON and JSON-array bodies written from the messages' own buffers).
+//! (NDJSON and JSON-array bodies written from the messages' own buffers);
+//! and with a message TTL and idempotency keys on, alone and batched (each
+//! message's expiry kept beside it in its recycled job, each key written
+//! from the stack).
 
 // A global allocator is an `unsafe impl`; this test binary needs one.
 #![allow(unsafe_code)]
@@ -73,6 +76,34 @@ fn allocations_per_message_over_http_and_https_and_in_batches() {
 
     let server = Server::no_content();
     let (http, _) = allocations_for(Client::builder(&server.url()), MESSAGES);
+
+    // A TTL (never reached) and a key per request.
+    let lifetimes = |batch: Option<BatchConfig>| {
+        let server = Server::no_content();
+        let batched = batch.is_some();
+        let mut builder = Client::builder(&server.url())
+            .message_ttl(Duration::from_secs(3_600))
+            .idempotency_key(true);
+        if let Some(batch) = batch {
+            builder = builder.batch(batch);
+        }
+        let (allocations, stats) = allocations_for(builder, MESSAGES);
+        assert_eq!(stats.expired, 0, "{stats:?}");
+        assert!(
+            !batched || stats.requests < stats.delivered,
+            "TTL and keys: no batch held two messages: {stats:?}"
+        );
+        (allocations, stats.delivered as f64 / stats.requests as f64)
+    };
+    let (ttl_and_keys, _) = lifetimes(None);
+    let (ttl_and_keys_batched, per_request) = lifetimes(Some(BatchConfig::ndjson()));
+    eprintln!(
+        "with a TTL and idempotency keys: {ttl_and_keys} allocations for {MESSAGES} messages \
+         ({:.3}/msg); in NDJSON batches {ttl_and_keys_batched} ({:.3}/msg), \
+         {per_request:.1} messages per request",
+        per(ttl_and_keys),
+        per(ttl_and_keys_batched)
+    );
 
     let tls_server = TlsServer::no_content();
     let (https, _) = allocations_for(
@@ -158,10 +189,15 @@ fn allocations_per_message_over_http_and_https_and_in_batches() {
              in {gzip_batches} requests"
         );
     }
-    for (name, n) in [("NDJSON", ndjson), ("JSON-array", array)] {
+    for (name, n) in [
+        ("NDJSON", ndjson),
+        ("JSON-array", array),
+        ("TTL and keys", ttl_and_keys),
+        ("TTL and keys, NDJSON", ttl_and_keys_batched),
+    ] {
         assert!(
             n <= 16,
-            "{name} batches allocated {n} times for {MESSAGES} messages"
+            "{name}: allocated {n} times for {MESSAGES} messages"
         );
     }
 }

@@ -1,5 +1,5 @@
 //! Command-line flags, the same way for `benches/compare` and
-//! `examples/loopback.rs`, which include this file: `--flag VALUE` or
+//! `benches/loopback.rs`, which include this file: `--flag VALUE` or
 //! `--flag=VALUE`, `-h`/`--help`, and numbers that may contain `_`.
 
 /// One command-line argument.

@@ -1,6 +1,6 @@
 //! What a producer does when the client under test answers "queue full":
 //! the same for every client measured, and for
-//! `examples/loopback.rs`, which includes this file.
+//! `benches/loopback.rs`, which includes this file.
 
 use std::thread;
 use std::time::Duration;

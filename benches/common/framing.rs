@@ -1,5 +1,5 @@
 //! The messages of a request body, as the sinks of `benches/compare` and
-//! `examples/loopback.rs` (which include this file) count them: a body is
+//! `benches/loopback.rs` (which include this file) count them: a body is
 //! one message, or, from a client batching with `BatchConfig::ndjson()`,
 //! one message per line.
 //!

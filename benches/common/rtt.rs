@@ -40,7 +40,7 @@
 //!
 //! # What it costs, how close it keeps
 //!
-//! On the 2-core KVM guest of README's "Performance", niced, nothing else
+//! On the 2-core KVM guest of BENCHMARKS.md, niced, nothing else
 //! running. One connection, 64 bytes echoed one exchange at a time (the
 //! ignored test `round_trips` below):
 //!

@@ -3,7 +3,7 @@
 //! `benches/compare` include this file with `#[path]`, so every client is
 //! measured against the same server.
 //!
-//! It is the sink of `examples/loopback.rs` cut down to what a benchmark
+//! It is the sink of `benches/loopback.rs` cut down to what a benchmark
 //! needs: it listens on `127.0.0.1:<ephemeral>` and answers every request
 //! with `204 No Content`. It shares the machine's
 //! cores with the client under test, so it is kept cheap: a thread per

@@ -1,5 +1,5 @@
 //! Throwaway certificates for the HTTPS benchmarks and for
-//! `examples/loopback.rs --tls`: a CA made at start signs a leaf for `localhost`
+//! `benches/loopback.rs --tls`: a CA made at start signs a leaf for `localhost`
 //! and `127.0.0.1`; the sink serves the leaf and the client trusts only the
 //! CA. Both ends use the ring provider, TLS 1.2 and 1.3, ALPN `http/1.1`;
 //! the server has a session cache and a ticketer, so reconnects resume.

@@ -5,6 +5,8 @@
 //! notify --url http://127.0.0.1:8080/events < lines.txt
 //! tail -F app.log | notify --url https://hooks.example/in \
 //!     --header 'Authorization: Bearer TOKEN' --content-type 'text/plain' --retry 3
+//! notify --url https://hooks.internal:8443/in --cacert internal-ca.pem \
+//!     --stats-json < lines.txt > stats.json
 //! # or, without installing:
 //! cargo run --release -p notifier-cli -- --url http://127.0.0.1:8080/events < lines.txt
 //! ```
@@ -25,6 +27,17 @@
 //! Lines are not checked: with `json-array` each should itself be a JSON
 //! value. A failed batch reports each of its lines. `--gzip` compresses
 //! each request body (`Content-Encoding: gzip`), once per batch.
+//!
+//! # TLS
+//!
+//! `https://` URLs trust the Mozilla roots (`webpki-roots`) and the operating
+//! system's store (the library's `native-roots` feature: on Linux the
+//! distribution's bundle, or the files `SSL_CERT_FILE` / `SSL_CERT_DIR`
+//! name). `--cacert FILE` adds the PEM certificates of `FILE` to those, for
+//! a server behind a private CA; it may be repeated. A file that cannot be
+//! read or holds no usable certificate is a bad argument (status 2). A
+//! server whose certificate none of them vouches for fails each message as
+//! kind `Tls` (`UnknownIssuer`), which is not retried.
 //!
 //! # Backpressure
 //!
@@ -47,7 +60,8 @@
 //! # Output
 //!
 //! Everything is printed on standard error; standard output stays empty
-//! (except for `--help`). Each failed notification is printed on one line:
+//! (except for `--help` and `--stats-json`). Each failed notification is
+//! printed on one line:
 //! the message (lossy UTF-8, escaped, cut after 80 characters), then the
 //! error and its kind and status. The error handler runs on the client's
 //! event-loop threads, so a very slow standard error slows delivery. When
@@ -55,6 +69,18 @@
 //! second. At the end a summary: lines read, empty lines skipped, sent,
 //! delivered, failed, not sent, queue-full waits, retries, elapsed time and
 //! delivery rate.
+//!
+//! With `--stats-json` the summary is instead one JSON object on one line,
+//! on standard output, so that a script can read it apart from the failures
+//! and notices on standard error (`notify … --stats-json | jq .delivered`):
+//!
+//! ```text
+//! {"lines_read":3,"empty_skipped":0,"sent":3,"delivered":3,"failed":0,"not_sent":0,"queue_full_waits":0,"retries":0,"requests":3,"elapsed_s":0.012034,"rate_per_s":249.3}
+//! ```
+//!
+//! Its fields are those of the summary, `requests` (HTTP requests sent,
+//! fewer than `sent` with `--batch`) added; all are numbers. It is printed
+//! on an interruption too, but not when a second signal exits at once.
 //!
 //! # Exit status
 //!
@@ -67,6 +93,7 @@
 mod options;
 mod output;
 mod run;
+mod tls;
 
 use std::io::{self, IsTerminal};
 use std::process::ExitCode;
@@ -83,7 +110,8 @@ usage: notify --url URL [OPTIONS] < LINES
 
 Sends each line of standard input as one notification (an HTTP POST to URL).
 Lines are sent without their line ending, bytes as they are; empty lines are
-skipped. Progress, failures and a summary go to standard error.
+skipped. Progress, failures and a summary go to standard error (the summary
+to standard output as JSON with --stats-json).
 
 options:
   --url URL             http:// or https:// endpoint (required)
@@ -99,6 +127,11 @@ options:
                         followed by \n), json-array ([l1,l2,...]) or concat
                         (lines back to back); up to 500 lines or 1 MiB each
   --gzip                compress each request body (Content-Encoding: gzip)
+  --cacert FILE         also trust the PEM certificates in FILE (a private
+                        CA) besides the Mozilla and system roots; may be
+                        repeated
+  --stats-json          print the final summary as one JSON line on standard
+                        output instead of the text summary on standard error
   -h, --help            print this help
 
 SIGINT/SIGTERM: stop reading, deliver what was accepted, print the summary;
@@ -136,7 +169,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     client.start();
-    match run::run(&client, &stop, tty) {
+    match run::run(&client, &stop, tty, options.stats_json) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(problem) => {

@@ -2,6 +2,8 @@
 //! anything is read.
 
 use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use notifier::{
@@ -10,6 +12,7 @@ use notifier::{
 };
 
 use crate::output::report_failure;
+use crate::tls;
 
 /// The parsed command line.
 #[derive(Debug)]
@@ -24,6 +27,13 @@ pub(crate) struct Options {
     content_type: Option<String>,
     batch: Option<BatchConfig>,
     gzip: bool,
+    /// The files of `--cacert`, in order.
+    cacerts: Vec<PathBuf>,
+    /// Built from `cacerts` when there is one; `None`: the library's
+    /// default configuration.
+    tls: Option<Arc<rustls::ClientConfig>>,
+    /// `--stats-json`: the summary as one JSON line on standard output.
+    pub(crate) stats_json: bool,
 }
 
 impl Options {
@@ -44,6 +54,9 @@ impl Options {
             content_type: None,
             batch: None,
             gzip: false,
+            cacerts: Vec::new(),
+            tls: None,
+            stats_json: false,
         };
         let mut args = args.into_iter().map(|arg| {
             arg.into_string()
@@ -56,6 +69,10 @@ impl Options {
             }
             if arg == "--gzip" {
                 options.gzip = true;
+                continue;
+            }
+            if arg == "--stats-json" {
+                options.stats_json = true;
                 continue;
             }
             let (flag, inline_value) = match arg.split_once('=') {
@@ -80,11 +97,15 @@ impl Options {
                 "--header" => options.headers.push(parse_header(&value()?)?),
                 "--content-type" => options.content_type = Some(value()?),
                 "--batch" => options.batch = Some(parse_batch(&value()?)?),
+                "--cacert" => options.cacerts.push(PathBuf::from(value()?)),
                 _ if flag.starts_with('-') => return Err(format!("unknown option {flag:?}")),
                 _ => return Err(format!("unexpected argument {flag:?}")),
             }
         }
         options.url = url.ok_or("--url is required")?;
+        if !options.cacerts.is_empty() {
+            options.tls = Some(tls::client_config(&options.cacerts)?);
+        }
         Ok(Some(options))
     }
 
@@ -105,6 +126,9 @@ impl Options {
         }
         if self.gzip {
             builder = builder.compression(Compression::Gzip);
+        }
+        if let Some(tls) = &self.tls {
+            builder = builder.tls_config(Arc::clone(tls));
         }
         for (name, value) in &self.headers {
             builder = builder.header(name, value);

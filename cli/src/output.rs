@@ -1,5 +1,5 @@
-//! What the tool prints on standard error: failures, the progress line,
-//! the summary.
+//! What the tool prints: on standard error failures, the progress line and
+//! the summary; on standard output the summary as JSON, when asked.
 
 use std::fmt;
 use std::io::{self, Write};
@@ -67,13 +67,18 @@ pub(crate) fn clear_progress(tty: bool) {
     }
 }
 
-pub(crate) fn print_summary(counts: &Counts, stats: &Stats, elapsed: Duration) {
-    let secs = elapsed.as_secs_f64();
-    let rate = if secs > 0.0 {
+/// Messages delivered per second over `secs` (0 over no time at all).
+fn rate(stats: &Stats, secs: f64) -> f64 {
+    if secs > 0.0 {
         stats.delivered as f64 / secs
     } else {
         0.0
-    };
+    }
+}
+
+pub(crate) fn print_summary(counts: &Counts, stats: &Stats, elapsed: Duration) {
+    let secs = elapsed.as_secs_f64();
+    let rate = rate(stats, secs);
     say(format_args!(
         "notify: summary\n\
          \x20 lines read          {:>10}\n\
@@ -97,6 +102,38 @@ pub(crate) fn print_summary(counts: &Counts, stats: &Stats, elapsed: Duration) {
         secs,
         rate,
     ));
+}
+
+/// The summary as one JSON object on one line of standard output: the
+/// fields of [`print_summary`], in its order and with `_` for spaces, and
+/// `requests`. Every value is a number (counts, then seconds and a rate with
+/// a fraction), so nothing needs escaping.
+pub(crate) fn print_summary_json(counts: &Counts, stats: &Stats, elapsed: Duration) {
+    let _ = writeln!(
+        io::stdout().lock(),
+        "{}",
+        summary_json(counts, stats, elapsed)
+    );
+}
+
+fn summary_json(counts: &Counts, stats: &Stats, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64();
+    format!(
+        "{{\"lines_read\":{},\"empty_skipped\":{},\"sent\":{},\"delivered\":{},\"failed\":{},\
+         \"not_sent\":{},\"queue_full_waits\":{},\"retries\":{},\"requests\":{},\
+         \"elapsed_s\":{:.6},\"rate_per_s\":{:.1}}}",
+        counts.read,
+        counts.empty,
+        stats.accepted,
+        stats.delivered,
+        stats.failed,
+        counts.unsent,
+        stats.rejected,
+        stats.retried,
+        stats.requests,
+        secs,
+        rate(stats, secs),
+    )
 }
 
 /// Redraws a progress line on standard error (a terminal) until finished.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use notifier::{Client, Message, NotifyError};
 
-use crate::output::{clear_progress, print_summary, say, Progress};
+use crate::output::{clear_progress, print_summary, print_summary_json, say, Progress};
 
 /// Lines read ahead of the main thread.
 const LINE_BUFFER: usize = 1024;
@@ -42,9 +42,15 @@ enum End {
     ReadError(io::Error),
 }
 
-/// Sends every line, stops the client, prints the summary. `Ok(true)` when
-/// every line read was delivered.
-pub(crate) fn run(client: &Arc<Client>, stop: &AtomicBool, tty: bool) -> Result<bool, String> {
+/// Sends every line, stops the client, prints the summary (as a JSON line on
+/// standard output with `json`). `Ok(true)` when every line read was
+/// delivered.
+pub(crate) fn run(
+    client: &Arc<Client>,
+    stop: &AtomicBool,
+    tty: bool,
+    json: bool,
+) -> Result<bool, String> {
     let started = Instant::now();
     let (lines, reader) = spawn_reader().map_err(|e| format!("cannot spawn a thread: {e}"))?;
     let progress = if tty {
@@ -117,7 +123,11 @@ pub(crate) fn run(client: &Arc<Client>, stop: &AtomicBool, tty: bool) -> Result<
     }
 
     let stats = client.stats();
-    print_summary(&counts, &stats, elapsed);
+    if json {
+        print_summary_json(&counts, &stats, elapsed);
+    } else {
+        print_summary(&counts, &stats, elapsed);
+    }
     Ok(matches!(end, End::Eof | End::Interrupted)
         && counts.unsent == 0
         && stats.failed == 0

@@ -2,7 +2,10 @@
 //! root package's scripted loopback server (`tests/support/`): every line
 //! arrives once with the headers and content type asked for, bad arguments
 //! give status 2 and the usage, failures give status 1 and are printed, and
-//! SIGTERM stops gracefully.
+//! SIGTERM stops gracefully. Over HTTPS to a server behind a test CA, the
+//! CA is trusted through `--cacert` or the system's roots (`SSL_CERT_FILE`),
+//! and refused without either; `--stats-json` prints the summary as one
+//! JSON line on stdout.
 //!
 //! Cargo builds the binary before this test and names it in
 //! `CARGO_BIN_EXE_notify`. Every wait on a child process is bounded; a child
@@ -18,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use support::tls::TlsServer;
 use support::{
     assert_each_body_once, assert_each_id_once, msg, response, wait_until, Action, Server,
 };
@@ -110,7 +114,20 @@ struct Running {
 impl Running {
     /// Starts `notify` with `args`, every standard stream piped.
     fn notify(args: &[&str]) -> Running {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_notify"))
+        Running::notify_with_env(args, &[])
+    }
+
+    /// Like [`Running::notify`], with the environment variables `env` set.
+    /// The ones that name roots for the system's store (`SSL_CERT_FILE`,
+    /// `SSL_CERT_DIR`) are removed unless `env` sets them, so that what the
+    /// child trusts does not depend on the test's environment.
+    fn notify_with_env(args: &[&str], env: &[(&str, &str)]) -> Running {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_notify"));
+        command
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("SSL_CERT_DIR");
+        command.envs(env.iter().copied());
+        let mut child = command
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -217,6 +234,14 @@ impl Drop for Running {
 /// waits for it to end.
 fn run_notify(args: &[&str], input: &[u8]) -> Output {
     let mut running = Running::notify(args);
+    running.feed(input, false);
+    running.wait(RUN_TIMEOUT)
+}
+
+/// Runs `notify` with `args` and the environment `env` (see
+/// [`Running::notify_with_env`]) on `input`, and waits for it to end.
+fn run_notify_with_env(args: &[&str], env: &[(&str, &str)], input: &[u8]) -> Output {
+    let mut running = Running::notify_with_env(args, env);
     running.feed(input, false);
     running.wait(RUN_TIMEOUT)
 }
@@ -573,4 +598,338 @@ fn a_second_signal_exits_at_once() {
     let out = running.wait(Duration::from_secs(20));
     assert_eq!(out.code(), 1, "stderr:\n{}", out.stderr);
     assert!(!out.stderr.contains("notify: summary"), "{}", out.stderr);
+}
+
+/// A file in Cargo's scratch directory for this package's integration
+/// tests, removed when dropped.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    /// Writes `contents` to a file named after `name` and this process.
+    fn new(name: &str, contents: &[u8]) -> TempFile {
+        let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("notify-cli-{}-{name}", std::process::id()));
+        std::fs::write(&path, contents).expect("write a scratch file");
+        TempFile(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().expect("a UTF-8 scratch path")
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `der` as a PEM `CERTIFICATE` block: base64 in lines of 64 characters.
+fn pem_certificate(der: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut base64 = String::new();
+    for chunk in der.chunks(3) {
+        let bytes = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let bits = u32::from_be_bytes([0, bytes[0], bytes[1], bytes[2]]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                base64.push(ALPHABET[(bits >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                base64.push('=');
+            }
+        }
+    }
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in base64.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    pem
+}
+
+#[test]
+fn pem_certificate_is_base64_with_padding() {
+    // RFC 4648's test vectors, inside the PEM armour.
+    for (der, base64) in [
+        (&b"f"[..], "Zg=="),
+        (b"fo", "Zm8="),
+        (b"foo", "Zm9v"),
+        (b"foobar", "Zm9vYmFy"),
+    ] {
+        assert_eq!(
+            pem_certificate(der),
+            format!("-----BEGIN CERTIFICATE-----\n{base64}\n-----END CERTIFICATE-----\n")
+        );
+    }
+}
+
+/// The test server's CA certificate in a PEM file, as an operator would
+/// hand it to `--cacert`.
+fn ca_file(server: &TlsServer, name: &str) -> TempFile {
+    TempFile::new(name, pem_certificate(&server.ca().cert()).as_bytes())
+}
+
+#[test]
+fn https_to_a_private_ca_is_delivered_with_cacert() {
+    const N: usize = 200;
+    let server = TlsServer::no_content();
+    let ca = ca_file(&server, "private-ca.pem");
+    // Another file first: --cacert may be repeated, and each adds roots.
+    let other = TlsServer::no_content();
+    let other_ca = ca_file(&other, "other-ca.pem");
+    let url = server.url();
+    let out = run_notify(
+        &[
+            "--url",
+            &url,
+            "--cacert",
+            other_ca.path(),
+            "--cacert",
+            ca.path(),
+        ],
+        &numbered_lines(N),
+    );
+    assert_eq!(out.code(), 0, "stderr:\n{}", out.stderr);
+    assert_eq!(out.summary("delivered"), N as u64, "{}", out.stderr);
+    assert_each_id_once(&server.requests(), N);
+    let handshakes = server.handshakes();
+    assert!(server.full_handshakes() >= 1, "{handshakes:?}");
+    assert_eq!(server.failed_handshakes(), 0, "{handshakes:?}");
+    for handshake in handshakes {
+        assert_eq!(handshake.alpn.as_deref(), Some(&b"http/1.1"[..]), "ALPN");
+    }
+}
+
+#[test]
+fn https_to_a_private_ca_fails_as_tls_without_cacert() {
+    let server = TlsServer::no_content();
+    let url = server.url();
+    let out = run_notify(&["--url", &url, "--retry", "3"], b"one\ntwo\n");
+    assert_eq!(out.code(), 1, "stderr:\n{}", out.stderr);
+    assert_eq!(out.summary("failed"), 2, "{}", out.stderr);
+    assert_eq!(out.summary("delivered"), 0, "{}", out.stderr);
+    assert_eq!(out.summary("retries"), 0, "a TLS failure is not retried");
+    let failures: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("notify: not delivered: "))
+        .collect();
+    assert_eq!(failures.len(), 2, "stderr:\n{}", out.stderr);
+    for line in failures {
+        assert!(line.contains("UnknownIssuer"), "{line}");
+        assert!(line.ends_with("[kind Tls]"), "{line}");
+    }
+    assert_eq!(
+        server.request_count(),
+        0,
+        "no request over an untrusted connection"
+    );
+    assert!(server.failed_handshakes() >= 1, "{:?}", server.handshakes());
+}
+
+#[test]
+fn ssl_cert_file_is_trusted_through_the_system_roots() {
+    // The operating system's store (rustls-native-certs) reads the file
+    // SSL_CERT_FILE names instead of the distribution's bundle.
+    const N: usize = 50;
+    let server = TlsServer::no_content();
+    let ca = ca_file(&server, "ssl-cert-file.pem");
+    let url = server.url();
+    let out = run_notify_with_env(
+        &["--url", &url],
+        &[("SSL_CERT_FILE", ca.path())],
+        &numbered_lines(N),
+    );
+    assert_eq!(out.code(), 0, "stderr:\n{}", out.stderr);
+    assert_each_id_once(&server.requests(), N);
+}
+
+#[test]
+fn a_bad_cacert_file_exits_2_naming_it() {
+    let missing = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("notify-cli-{}-missing.pem", std::process::id()));
+    let missing = missing.to_str().expect("a UTF-8 scratch path");
+    let empty = TempFile::new("no-certificate.pem", b"not PEM at all\n");
+    let broken = TempFile::new(
+        "broken.pem",
+        b"-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n",
+    );
+    for (path, expected) in [
+        (missing, "No such file"),
+        (empty.path(), "no PEM certificate"),
+        (broken.path(), "a certificate in it"),
+    ] {
+        let out = run_notify(
+            &["--url", "https://127.0.0.1:9/", "--cacert", path],
+            b"must not be sent\n",
+        );
+        assert_eq!(out.code(), 2, "{path}: stderr:\n{}", out.stderr);
+        assert!(
+            out.stderr.contains(&format!("--cacert {path}: ")) && out.stderr.contains(expected),
+            "{path}: expected {expected:?} in stderr:\n{}",
+            out.stderr
+        );
+    }
+}
+
+/// A flat JSON object whose values are all numbers, parsed strictly (RFC
+/// 8259's number grammar, keys without escapes, no space): its keys and
+/// values in order. Panics, saying where, on anything else.
+fn parse_flat_json(text: &str) -> Vec<(String, f64)> {
+    let inner = text
+        .strip_prefix('{')
+        .and_then(|t| t.strip_suffix('}'))
+        .unwrap_or_else(|| panic!("not an object: {text:?}"));
+    inner
+        .split(',')
+        .map(|pair| {
+            let (key, value) = pair
+                .split_once(':')
+                .unwrap_or_else(|| panic!("no ':' in {pair:?} of {text:?}"));
+            let key = key
+                .strip_prefix('"')
+                .and_then(|k| k.strip_suffix('"'))
+                .filter(|k| !k.is_empty() && !k.contains(['"', '\\']))
+                .unwrap_or_else(|| panic!("bad key {key:?} in {text:?}"));
+            assert!(is_json_number(value), "bad number {value:?} in {text:?}");
+            (key.to_owned(), value.parse().expect("a number"))
+        })
+        .collect()
+}
+
+/// Whether `text` is a JSON number: `-? (0 | [1-9][0-9]*) (. [0-9]+)?
+/// ([eE] [+-]? [0-9]+)?`.
+fn is_json_number(text: &str) -> bool {
+    let digits = |s: &str| s.bytes().take_while(u8::is_ascii_digit).count();
+    let rest = text.strip_prefix('-').unwrap_or(text);
+    let int = digits(rest);
+    if int == 0 || (int > 1 && rest.starts_with('0')) {
+        return false;
+    }
+    let mut rest = &rest[int..];
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let n = digits(fraction);
+        if n == 0 {
+            return false;
+        }
+        rest = &fraction[n..];
+    }
+    if let Some(exponent) = rest.strip_prefix(['e', 'E']) {
+        let exponent = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
+        let n = digits(exponent);
+        if n == 0 {
+            return false;
+        }
+        rest = &exponent[n..];
+    }
+    rest.is_empty()
+}
+
+#[test]
+fn the_flat_json_parser_refuses_what_is_not_json() {
+    assert_eq!(
+        parse_flat_json(r#"{"a":1,"b":-0.5,"c":2e3}"#),
+        [
+            ("a".to_owned(), 1.0),
+            ("b".to_owned(), -0.5),
+            ("c".to_owned(), 2000.0)
+        ]
+    );
+    for bad in ["01", "1.", ".5", "-", "1e", "+1", "NaN", "inf", "1 ", "0x1"] {
+        assert!(!is_json_number(bad), "{bad:?}");
+    }
+    for bad in [
+        r#"{"a":1,}"#,
+        r#"{a:1}"#,
+        r#"{"a":"1"}"#,
+        r#""a":1"#,
+        r#"{"a"1}"#,
+    ] {
+        assert!(
+            std::panic::catch_unwind(|| parse_flat_json(bad)).is_err(),
+            "{bad:?} parsed"
+        );
+    }
+}
+
+#[test]
+fn stats_json_prints_the_summary_as_one_json_line_on_stdout() {
+    const N: usize = 100;
+    // One message fails (a 500 to each of its two attempts); the rest are
+    // delivered.
+    let server = Server::start(|request, _| {
+        if request.body == b"doomed" {
+            Action::Reply(response(500, "Internal Server Error", &[], b""))
+        } else {
+            Action::no_content()
+        }
+    });
+    let url = server.url();
+    let mut input = numbered_lines(N);
+    input.extend_from_slice(b"\n\ndoomed\n");
+    let out = run_notify(&["--url", &url, "--retry", "2", "--stats-json"], &input);
+    assert_eq!(out.code(), 1, "stderr:\n{}", out.stderr);
+    assert!(
+        !out.stderr.contains("notify: summary"),
+        "the text summary is replaced:\n{}",
+        out.stderr
+    );
+    assert_eq!(
+        out.stderr
+            .lines()
+            .filter(|l| l.starts_with("notify: not delivered: \"doomed\""))
+            .count(),
+        1,
+        "the failure stays on stderr:\n{}",
+        out.stderr
+    );
+    let line = out
+        .stdout
+        .strip_suffix('\n')
+        .filter(|line| !line.contains('\n'))
+        .unwrap_or_else(|| panic!("not one line on stdout: {:?}", out.stdout));
+    let fields = parse_flat_json(line);
+    let keys: Vec<&str> = fields.iter().map(|(key, _)| key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "lines_read",
+            "empty_skipped",
+            "sent",
+            "delivered",
+            "failed",
+            "not_sent",
+            "queue_full_waits",
+            "retries",
+            "requests",
+            "elapsed_s",
+            "rate_per_s",
+        ]
+    );
+    let field = |name: &str| fields.iter().find(|(key, _)| key == name).expect(name).1;
+    for (name, value) in [
+        ("lines_read", N + 3),
+        ("empty_skipped", 2),
+        ("sent", N + 1),
+        ("delivered", N),
+        ("failed", 1),
+        ("not_sent", 0),
+        ("retries", 1),
+        ("requests", server.request_count()),
+    ] {
+        assert_eq!(field(name), value as f64, "{name}: {line}");
+    }
+    assert_eq!(server.request_count(), N + 2, "the doomed message twice");
+    let elapsed = field("elapsed_s");
+    assert!(elapsed > 0.0, "{line}");
+    let rate = field("rate_per_s");
+    assert!(
+        (rate - N as f64 / elapsed).abs() <= 0.05 + rate * 1e-3,
+        "rate {rate} is delivered / elapsed: {line}"
+    );
 }

@@ -3,11 +3,12 @@
 //! It is not part of notifier; in your program, your endpoint stands here.
 #![allow(dead_code)] // each example uses a part of it
 
+use std::collections::HashSet;
 use std::error::Error;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
@@ -15,7 +16,8 @@ use rustls::pki_types::PrivatePkcs8KeyDer;
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
 /// A server on `127.0.0.1` that answers each POST with the status its
-/// `respond` function picks for the body, one thread per connection.
+/// `respond` function picks for the body (or the one `answer_all` set),
+/// one thread per connection.
 pub(crate) struct Server {
     addr: SocketAddr,
     shared: Arc<Shared>,
@@ -27,6 +29,7 @@ type Respond = dyn Fn(&[u8]) -> u16 + Send + Sync;
 struct Shared {
     respond: Box<Respond>,
     tls: Option<Arc<ServerConfig>>,
+    answer_all: AtomicU16, // 0: ask `respond`
     answered_2xx: AtomicU64,
     alpn: OnceLock<Option<Vec<u8>>>,
 }
@@ -41,6 +44,7 @@ impl Server {
         let shared = Arc::new(Shared {
             respond: Box::new(respond),
             tls,
+            answer_all: AtomicU16::new(0),
             answered_2xx: AtomicU64::new(0),
             alpn: OnceLock::new(),
         });
@@ -69,6 +73,11 @@ impl Server {
             "http"
         };
         format!("{scheme}://{host}:{}/hook", self.addr.port())
+    }
+
+    /// From now on, answers every request with `status`, whatever the body.
+    pub(crate) fn answer_all(&self, status: u16) {
+        self.shared.answer_all.store(status, Ordering::SeqCst);
     }
 
     /// How many requests were answered with a 2xx status.
@@ -114,13 +123,31 @@ impl Shared {
             }
             let mut body = vec![0; length];
             stream.read_exact(&mut body)?;
-            let status = (self.respond)(&body);
+            let status = match self.answer_all.load(Ordering::SeqCst) {
+                0 => (self.respond)(&body),
+                status => status,
+            };
             if (200..300).contains(&status) {
                 self.answered_2xx.fetch_add(1, Ordering::SeqCst);
             }
             let response = format!("HTTP/1.1 {status} \r\nContent-Length: 0\r\n\r\n");
             stream.get_mut().write_all(response.as_bytes())?;
             stream.get_mut().flush()?;
+        }
+    }
+}
+
+/// A `respond` function for a flaky endpoint: `status` to the first try
+/// of every `nth` message (by distinct body), 204 to everything else.
+pub(crate) fn flaky(nth: usize, status: u16) -> impl Fn(&[u8]) -> u16 + Send + Sync {
+    let seen = Mutex::new(HashSet::new());
+    move |body| {
+        let mut seen = seen.lock().expect("no server thread panics");
+        let first_try_of_an_nth = seen.insert(body.to_vec()) && seen.len() % nth == 0;
+        if first_try_of_an_nth {
+            status
+        } else {
+            204
         }
     }
 }

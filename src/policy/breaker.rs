@@ -171,6 +171,14 @@ pub(crate) struct Ticket {
     probe: bool,
 }
 
+impl Ticket {
+    /// Whether this admission is the half-open circuit's one probe.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) fn is_probe(self) -> bool {
+        self.probe
+    }
+}
+
 /// What [`Breaker::on_failure`] did to the circuit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
@@ -318,9 +326,10 @@ impl Breaker {
 
     /// The attempt succeeded (2xx): resets the failure count, or closes the
     /// circuit if it was the probe. Ignored if the ticket is stale.
+    /// Returns whether it closed the circuit.
     #[inline]
-    pub(crate) fn on_success(&self, ticket: Ticket) {
-        self.update(|word| {
+    pub(crate) fn on_success(&self, ticket: Ticket) -> bool {
+        let changed = self.update(|word| {
             if word.generation() != ticket.generation {
                 return None;
             }
@@ -331,6 +340,7 @@ impl Breaker {
                 _ => None,
             }
         });
+        ticket.probe && changed.is_some()
     }
 
     /// The attempt failed (transport error, timeout, 5xx) at `now_ms`:

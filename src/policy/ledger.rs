@@ -37,6 +37,12 @@ impl Record {
     pub(crate) fn attempts(&self) -> u32 {
         self.attempts
     }
+
+    /// Whether the attempt under way is the half-open circuit's probe.
+    #[cfg_attr(not(any(test, feature = "tracing")), allow(dead_code))]
+    pub(crate) fn is_probe(&self) -> bool {
+        self.ticket.is_some_and(|t| t.is_probe())
+    }
 }
 
 /// Whether an admitted attempt is the message's first.
@@ -60,11 +66,12 @@ pub(crate) enum Fate {
 
 /// An attempt's result booked: the message's fate, and whether it opened
 /// the circuit (then retries waiting anywhere must fail now rather than
-/// wait out their backoff).
+/// wait out their backoff) or, as the probe, closed it.
 #[derive(Debug)]
 pub(crate) struct Settled {
     pub(crate) fate: Fate,
     pub(crate) opened_circuit: bool,
+    pub(crate) closed_circuit: bool,
 }
 
 /// The retry policy and the circuit breaker of one client, shared by its
@@ -117,12 +124,14 @@ impl Ledger {
     ) -> Settled {
         let failure = match result {
             Ok(()) => {
-                if let (Some(breaker), Some(ticket)) = (&self.breaker, record.ticket.take()) {
-                    breaker.on_success(ticket);
-                }
+                let closed_circuit = match (&self.breaker, record.ticket.take()) {
+                    (Some(breaker), Some(ticket)) => breaker.on_success(ticket),
+                    _ => false,
+                };
                 return Settled {
                     fate: Fate::Delivered,
                     opened_circuit: false,
+                    closed_circuit,
                 };
             }
             Err(failure) => failure,
@@ -152,6 +161,7 @@ impl Ledger {
         Settled {
             fate,
             opened_circuit,
+            closed_circuit: false,
         }
     }
 
@@ -307,6 +317,8 @@ mod tests {
             FailureKind::CircuitOpen,
             FailureKind::Shutdown,
             FailureKind::Internal,
+            FailureKind::Expired,
+            FailureKind::Dropped,
         ] {
             assert!(!retried(Err(Failure::of(kind))), "{kind:?}");
         }
@@ -384,9 +396,15 @@ mod tests {
             ledger.admit(&mut other, RESET_MS).is_err(),
             "one probe at a time"
         );
+        assert!(probe.is_probe() && !other.is_probe());
         let settled = ledger.settle(&mut probe, Ok(()), RESET_MS + 1, &mut rng());
         assert!(matches!(settled.fate, Fate::Delivered));
+        assert!(settled.closed_circuit, "the probe's success closes it");
         assert_eq!(ledger.circuit(RESET_MS + 1), CircuitState::Closed);
+        let mut later = Record::default();
+        ledger.admit(&mut later, RESET_MS + 2).expect("closed");
+        let settled = ledger.settle(&mut later, Ok(()), RESET_MS + 3, &mut rng());
+        assert!(!settled.closed_circuit, "it was closed already");
     }
 
     #[test]

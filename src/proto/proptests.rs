@@ -304,7 +304,7 @@ fn user_headers() -> impl Strategy<Value = Vec<(String, String)>> {
 }
 
 fn encode(encoder: &RequestEncoder, body: &[u8]) -> Vec<u8> {
-    let head = encoder.head(body.len());
+    let head = encoder.head(body.len(), None);
     let mut out = Vec::new();
     head.with_body(Body::Bytes(body))
         .copy_from(&Cursor::default(), &mut out);
@@ -410,7 +410,7 @@ proptest! {
         prop_assert_eq!(len, body.len());
 
         let encoder = RequestEncoder::new("/", "h", "text/plain", None, &[]);
-        let head = encoder.head(len);
+        let head = encoder.head(len, None);
         let request = head.with_body(Body::Framed(&framing, &msgs));
         let mut want = Vec::new();
         head.with_body(Body::Bytes(&body)).copy_from(&Cursor::default(), &mut want);

@@ -11,8 +11,8 @@ use crate::message::Message;
 
 /// The request head shared by every request of a client:
 /// `POST <target> HTTP/1.1`, `Host`, `Content-Type`, `Content-Encoding`
-/// when bodies are compressed, the user's headers, and the
-/// `Content-Length: ` name waiting for its value.
+/// when bodies are compressed, and the user's headers. Each request adds
+/// its `Idempotency-Key` (when keys are on) and its `Content-Length`.
 #[derive(Debug)]
 pub(crate) struct RequestEncoder {
     prefix: Box<[u8]>,
@@ -51,34 +51,75 @@ impl RequestEncoder {
             p.extend_from_slice(value.as_bytes());
             p.extend_from_slice(b"\r\n");
         }
-        p.extend_from_slice(b"Content-Length: ");
         RequestEncoder {
             prefix: p.into_boxed_slice(),
         }
     }
 
-    /// The head for a body of `len` bytes.
-    pub(crate) fn head(&self, len: usize) -> RequestHead<'_> {
+    /// The head for a body of `len` bytes, with an `Idempotency-Key`
+    /// header when `key` is given.
+    pub(crate) fn head(&self, len: usize, key: Option<RequestKey>) -> RequestHead<'_> {
         RequestHead {
             prefix: &self.prefix,
+            key: key.map(KeyLine::new),
             length: LengthLine::new(len),
             body_len: len,
         }
     }
 }
 
-/// `<digits>\r\n\r\n` on the stack.
+/// What makes a request's `Idempotency-Key`: the client's random 64 bits
+/// and the request's own 64 (which event loop formed it, and its count).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RequestKey {
+    pub(crate) client: u64,
+    pub(crate) request: u64,
+}
+
+/// `Idempotency-Key: "<32 hex digits>"\r\n` on the stack: the header's
+/// value is a structured-field string.
+#[derive(Debug, Clone, Copy)]
+struct KeyLine {
+    buf: [u8; KeyLine::LEN],
+}
+
+impl KeyLine {
+    const NAME: &'static [u8] = b"Idempotency-Key: \"";
+    const LEN: usize = KeyLine::NAME.len() + 32 + 3;
+
+    fn new(key: RequestKey) -> KeyLine {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut buf = [0u8; KeyLine::LEN];
+        buf[..KeyLine::NAME.len()].copy_from_slice(KeyLine::NAME);
+        let digits = &mut buf[KeyLine::NAME.len()..KeyLine::NAME.len() + 32];
+        let value = (u128::from(key.client) << 64) | u128::from(key.request);
+        for (i, d) in digits.iter_mut().enumerate() {
+            // A nibble is below 16.
+            *d = HEX[((value >> (124 - 4 * i)) & 0xf) as usize];
+        }
+        buf[KeyLine::LEN - 3..].copy_from_slice(b"\"\r\n");
+        KeyLine { buf }
+    }
+}
+
+/// `Content-Length: <digits>\r\n\r\n` on the stack: the head's last line
+/// and its end.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct LengthLine {
-    buf: [u8; 24],
+    buf: [u8; LengthLine::LEN],
     start: u8,
 }
 
 impl LengthLine {
+    const NAME: &'static [u8] = b"Content-Length: ";
+    /// The name, at most 20 digits (a `u64`'s), and CRLF CRLF.
+    const LEN: usize = LengthLine::NAME.len() + 20 + 4;
+
     fn new(mut len: usize) -> LengthLine {
-        let mut buf = [0u8; 24];
-        buf[20..].copy_from_slice(b"\r\n\r\n");
-        let mut i = 20;
+        let mut buf = [0u8; LengthLine::LEN];
+        let end = LengthLine::LEN - 4;
+        buf[end..].copy_from_slice(b"\r\n\r\n");
+        let mut i = end;
         loop {
             i -= 1;
             // `len % 10` is below 10, so the cast cannot truncate.
@@ -88,10 +129,13 @@ impl LengthLine {
                 break;
             }
         }
-        // `i` is at least 0 since a usize has at most 20 decimal digits.
+        // At least the name's length is left before the digits, since a
+        // usize has at most 20 of them; the start fits in a u8.
+        let start = i - LengthLine::NAME.len();
+        buf[start..i].copy_from_slice(LengthLine::NAME);
         LengthLine {
             buf,
-            start: i as u8,
+            start: start as u8,
         }
     }
 
@@ -180,10 +224,12 @@ impl<'a> Body<'a> {
     }
 }
 
-/// One request's head: the shared prefix and this request's length line.
+/// One request's head: the shared prefix, this request's key line (if
+/// any) and its length line.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RequestHead<'a> {
     prefix: &'a [u8],
+    key: Option<KeyLine>,
     length: LengthLine,
     body_len: usize,
 }
@@ -191,11 +237,13 @@ pub(crate) struct RequestHead<'a> {
 impl<'a> RequestHead<'a> {
     /// The head followed by `body`, which must be as long as the head says.
     pub(crate) fn with_body<'b>(&'b self, body: Body<'b>) -> RequestBytes<'b> {
+        let key: &[u8] = self.key.as_ref().map_or(&[], |k| &k.buf);
         RequestBytes {
             prefix: self.prefix,
+            key,
             length: self.length.as_bytes(),
             body,
-            len: self.prefix.len() + self.length.as_bytes().len() + self.body_len,
+            len: self.prefix.len() + key.len() + self.length.as_bytes().len() + self.body_len,
         }
     }
 }
@@ -217,11 +265,12 @@ impl Cursor {
     }
 }
 
-/// A whole request as a sequence of byte slices: the head's two, then the
-/// body's.
+/// A whole request as a sequence of byte slices: the head's three (the
+/// key line empty without a key), then the body's.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RequestBytes<'a> {
     prefix: &'a [u8],
+    key: &'a [u8],
     length: &'a [u8],
     body: Body<'a>,
     len: usize,
@@ -240,14 +289,15 @@ impl<'a> RequestBytes<'a> {
     }
 
     fn parts(&self) -> usize {
-        2 + self.body.parts()
+        3 + self.body.parts()
     }
 
     fn part(&self, i: usize) -> &'a [u8] {
         match i {
             0 => self.prefix,
-            1 => self.length,
-            _ => self.body.part(i - 2),
+            1 => self.key,
+            2 => self.length,
+            _ => self.body.part(i - 3),
         }
     }
 
@@ -318,7 +368,7 @@ mod tests {
     use super::*;
 
     fn encode(enc: &RequestEncoder, body: &[u8]) -> Vec<u8> {
-        let head = enc.head(body.len());
+        let head = enc.head(body.len(), None);
         let mut out = Vec::new();
         head.with_body(Body::Bytes(body))
             .copy_from(&Cursor::default(), &mut out);
@@ -355,6 +405,26 @@ mod tests {
     }
 
     #[test]
+    fn a_key_goes_before_the_length_as_a_quoted_string() {
+        let enc = RequestEncoder::new("/", "h", "text/plain", None, &[]);
+        let key = RequestKey {
+            client: 0x0123_4567_89ab_cdef,
+            request: 0xfedc_ba98_7654_3210,
+        };
+        let head = enc.head(2, Some(key));
+        let mut out = Vec::new();
+        head.with_body(Body::Bytes(b"hi"))
+            .copy_from(&Cursor::default(), &mut out);
+        assert_eq!(
+            out,
+            b"POST / HTTP/1.1\r\nHost: h\r\nContent-Type: text/plain\r\n\
+              Idempotency-Key: \"0123456789abcdeffedcba9876543210\"\r\n\
+              Content-Length: 2\r\n\r\nhi"
+                .to_vec()
+        );
+    }
+
+    #[test]
     fn length_line_for_edge_values() {
         for (len, text) in [
             (0usize, "0"),
@@ -365,7 +435,7 @@ mod tests {
         ] {
             assert_eq!(
                 LengthLine::new(len).as_bytes(),
-                format!("{text}\r\n\r\n").as_bytes()
+                format!("Content-Length: {text}\r\n\r\n").as_bytes()
             );
         }
     }
@@ -409,7 +479,7 @@ mod tests {
         let len = (0..msgs.len())
             .map(|n| framing.added(n, msgs[n].len()))
             .sum();
-        let head = enc.head(len);
+        let head = enc.head(len, None);
         let req = head.with_body(Body::Framed(&framing, &msgs));
         let mut whole = Vec::new();
         req.copy_from(&Cursor::default(), &mut whole);

@@ -17,10 +17,11 @@ use crate::policy::ledger::{Attempt, Fate};
 use crate::policy::CircuitState;
 use crate::proto::compress::Compressor;
 use crate::runtime::job::{Job, Spare};
-use crate::runtime::queue::{NEW, STOPPING};
+use crate::runtime::queue::{Entry, NEW, STOPPING};
 use crate::runtime::shared::{deadline_after, LoopStats, Shared};
 use crate::runtime::slot::{Ctx, Finished, Slot};
 use crate::runtime::timers::RetryTimers;
+use crate::trace::{log_debug, log_warn};
 
 /// The token of the loop's `mio::Waker`; slots use their index.
 pub(crate) const WAKER: Token = Token(usize::MAX);
@@ -51,6 +52,9 @@ pub(crate) struct EventLoop {
     spare: Spare,
     /// Compresses each new batch's body, when the client compresses.
     compressor: Option<Compressor>,
+    /// Requests this loop formed: with its number, each one's half of its
+    /// idempotency key.
+    formed: u64,
     /// What the loop took from the queue and has not ended.
     held: Held,
     /// Messages ended since flush callers were last told.
@@ -75,8 +79,8 @@ struct Held {
 impl Held {
     /// Takes the oldest queued message for loop `id`; from here on the
     /// loop holds it.
-    fn take(&mut self, shared: &Shared, id: usize) -> Option<Message> {
-        let msg = shared.queue.pop()?;
+    fn take(&mut self, shared: &Shared, id: usize) -> Option<Entry> {
+        let entry = shared.queue.pop()?;
         self.count += 1;
         #[cfg(test)]
         {
@@ -87,7 +91,7 @@ impl Held {
         }
         #[cfg(not(test))]
         let _ = id;
-        Some(msg)
+        Some(entry)
     }
 }
 
@@ -103,6 +107,7 @@ impl EventLoop {
             forming: None,
             spare: Spare::new(slots),
             compressor: Compressor::new(shared.config.compression),
+            formed: 0,
             held: Held::default(),
             finished_any: false,
             shared,
@@ -145,6 +150,7 @@ impl EventLoop {
     fn serve(&mut self, events: &mut Events) {
         loop {
             let now = Instant::now();
+            self.fail_dropped();
             self.expire(now);
             self.fail_retries_if_open(now);
             let stopping = self.shared.queue.state() == STOPPING;
@@ -247,7 +253,10 @@ impl EventLoop {
             for i in 0..self.slots.len() {
                 while self.slots[i].is_free() && self.slots[i].is_idle() == idle_pass {
                     let mut job = match self.retries.pop_due(now) {
-                        Some(job) => job,
+                        Some(job) => match self.expire_retry(job, now) {
+                            Some(job) => job,
+                            None => continue,
+                        },
                         None => match self.next_batch(now) {
                             Some(job) => job,
                             None => return true,
@@ -259,11 +268,16 @@ impl EventLoop {
                         .ledger
                         .admit(job.record(), self.shared.millis(now))
                     {
-                        Ok(Attempt::First) => {}
-                        Ok(Attempt::Retry) => {
-                            self.stats()
-                                .retried
-                                .fetch_add(job.len() as u64, Ordering::Relaxed);
+                        Ok(attempt) => {
+                            #[cfg(feature = "tracing")]
+                            if job.record().is_probe() {
+                                log_debug!("circuit breaker half-open: this attempt is the probe");
+                            }
+                            if attempt == Attempt::Retry {
+                                self.stats()
+                                    .retried
+                                    .fetch_add(job.len() as u64, Ordering::Relaxed);
+                            }
                         }
                         Err(refused) => {
                             self.end(job, Err(refused));
@@ -285,46 +299,141 @@ impl EventLoop {
     /// from the queue with up to `max_messages` whose framed body fits
     /// `max_bytes`, in queue order. `None` when nothing is queued, or
     /// while the batch lingers for more. A message that does not fit
-    /// starts the batch after this one. A new batch's body is compressed
-    /// here, once, when the client compresses.
+    /// starts the batch after this one; one past its TTL is not sent. A
+    /// new batch's body is compressed here, once, when the client
+    /// compresses.
     fn next_batch(&mut self, now: Instant) -> Option<Job> {
-        let (mut job, since) = match self.forming.take() {
-            Some(forming) => forming,
-            None => (self.spare.get(), now),
-        };
-        let batching = &self.shared.config.batching;
-        let mut full = false;
-        while job.len() < batching.max_messages {
-            let Some(msg) = self.held.take(&self.shared, self.id) else {
-                break;
+        loop {
+            let (mut job, since) = match self.forming.take() {
+                Some(forming) => forming,
+                None => (self.spare.get(), now),
             };
+            let full = self.top_up(&mut job, now);
+            if job.is_empty() {
+                self.spare.put(job);
+                return None;
+            }
+            let batching = &self.shared.config.batching;
+            let lingered = deadline_after(since, batching.linger).is_some_and(|due| due <= now);
+            if !(full || lingered || self.linger_cut_short()) {
+                self.forming = Some((job, since));
+                return None;
+            }
+            // Messages that expired while the batch lingered.
+            self.expire_gathered(&mut job, now, None);
+            if job.is_empty() {
+                self.spare.put(job);
+                continue;
+            }
+            return self.formed(job);
+        }
+    }
+
+    /// Takes queued messages into `job` while they fit; whether it is full.
+    /// A message already past its TTL ends here, unsent.
+    fn top_up(&mut self, job: &mut Job, now: Instant) -> bool {
+        let shared = &*self.shared;
+        let batching = &shared.config.batching;
+        while job.len() < batching.max_messages {
+            let Some(Entry { msg, expires }) = self.held.take(shared, self.id) else {
+                return false;
+            };
+            if expires.is_some_and(|at| at <= now) {
+                let stats = &shared.loops[self.id];
+                fail_message(
+                    shared,
+                    stats,
+                    msg,
+                    Failure::of(FailureKind::Expired),
+                    0,
+                    None,
+                );
+                self.held.count -= 1;
+                self.finished_any = true;
+                continue;
+            }
             if !job.fits(&batching.framing, batching.max_bytes, msg.len()) {
                 let mut next = self.spare.get();
-                next.push(&batching.framing, msg, batching.max_messages);
+                next.push(&batching.framing, msg, expires, batching.max_messages);
                 self.forming = Some((next, now));
-                full = true;
-                break;
+                return true;
             }
-            job.push(&batching.framing, msg, batching.max_messages);
+            job.push(&batching.framing, msg, expires, batching.max_messages);
         }
-        if job.is_empty() {
-            self.spare.put(job);
-            return None;
-        }
-        full |= job.len() >= batching.max_messages;
-        let lingered = deadline_after(since, batching.linger).is_some_and(|due| due <= now);
-        if !(full || lingered || self.linger_cut_short()) {
-            self.forming = Some((job, since));
-            return None;
-        }
+        true
+    }
+
+    /// A job becomes a request: it gets its idempotency key, and its body
+    /// is compressed when the client compresses. `None` when compressing
+    /// failed (the job ended).
+    fn formed(&mut self, mut job: Job) -> Option<Job> {
+        job.set_key((self.id as u64) << 48 | self.formed);
+        self.formed = (self.formed + 1) & ((1 << 48) - 1);
         if let Some(compressor) = &mut self.compressor {
-            if let Err(e) = job.pack(compressor, &batching.framing) {
+            if let Err(e) = job.pack(compressor, &self.shared.config.batching.framing) {
                 let failure = Failure::caused(FailureKind::Internal, Cause::Io(e));
                 self.end(job, Err(failure));
                 return None;
             }
         }
         Some(job)
+    }
+
+    /// A retry now due leaves out its messages past their TTL; the rest go
+    /// as they were, or, when some left, as a new request. `None` when
+    /// none is left.
+    fn expire_retry(&mut self, mut job: Job, now: Instant) -> Option<Job> {
+        let before = job.len();
+        if self.expire_gathered(&mut job, now, Some(before)) == 0 {
+            return Some(job);
+        }
+        if job.is_empty() {
+            self.spare.put(job);
+            return None;
+        }
+        self.formed(job)
+    }
+
+    /// Ends the messages of `job` past their TTL as `Expired`, with the
+    /// attempts made; `batch` is the length of the request they were
+    /// part of, if they were.
+    fn expire_gathered(&mut self, job: &mut Job, now: Instant, batch: Option<usize>) -> usize {
+        if self.shared.config.message_ttl.is_none() {
+            return 0;
+        }
+        let attempts = job.attempts();
+        let shared = &*self.shared;
+        let stats = &shared.loops[self.id];
+        let batched = shared.config.batching.on;
+        let expired = job.expire(now, &shared.config.batching.framing, |index, msg| {
+            let place = batch.filter(|_| batched).map(|len| (index, len));
+            let failure = Failure::of(FailureKind::Expired);
+            fail_message(shared, stats, msg, failure, attempts, place);
+        });
+        if expired > 0 {
+            self.held.count -= expired;
+            self.finished_any = true;
+        }
+        expired
+    }
+
+    /// Ends a message the loop holds outside any request.
+    fn fail_alone(&mut self, msg: Message, failure: Failure) {
+        fail_message(&self.shared, self.stats(), msg, failure, 0, None);
+        self.held.count -= 1;
+        self.finished_any = true;
+    }
+
+    /// Hands the messages a full queue dropped to the error handler.
+    fn fail_dropped(&mut self) {
+        let shared = &*self.shared;
+        let stats = &shared.loops[self.id];
+        let finished = &mut self.finished_any;
+        shared.queue.take_dropped(|msg| {
+            let failure = Failure::of(FailureKind::Dropped);
+            fail_message(shared, stats, msg, failure, 0, None);
+            *finished = true;
+        });
     }
 
     /// A lingering batch goes at once while `flush` waits or the client
@@ -351,12 +460,24 @@ impl EventLoop {
                 .ledger
                 .settle(job.record(), result, self.shared.millis(now), &mut self.rng);
         if settled.opened_circuit {
+            log_warn!("circuit breaker opened");
             // Retries waiting on other loops must fail now, not sleep out
             // their backoff.
             self.shared.queue.wake_all();
         }
+        if settled.closed_circuit {
+            log_debug!("circuit breaker closed: the probe succeeded");
+        }
         match settled.fate {
-            Fate::Retry(wait) => self.retries.push(deadline_after(now, wait), job),
+            Fate::Retry(wait) => {
+                log_debug!(
+                    messages = job.len(),
+                    attempts = job.attempts(),
+                    wait = ?wait,
+                    "retry scheduled"
+                );
+                self.retries.push(deadline_after(now, wait), job)
+            }
             Fate::Delivered => self.end(job, Ok(())),
             Fate::Failed(failure) => self.end(job, Err(failure)),
         }
@@ -380,10 +501,9 @@ impl EventLoop {
     /// being formed, and, once the loop stops taking messages, the queue's.
     fn give_up_all(&mut self, kind: FailureKind, now: Instant) {
         self.give_up_held(kind, now);
-        while let Some(msg) = self.held.take(&self.shared, self.id) {
-            let mut job = self.spare.get();
-            job.push(&self.shared.config.batching.framing, msg, 1);
-            self.end(job, Err(Failure::of(kind)));
+        self.fail_dropped();
+        while let Some(entry) = self.held.take(&self.shared, self.id) {
+            self.fail_alone(entry.msg, Failure::of(kind));
         }
     }
 
@@ -452,7 +572,8 @@ impl EventLoop {
     fn end(&mut self, mut job: Job, result: Result<(), Failure>) {
         let n = job.len();
         let attempts = job.attempts();
-        let batched = self.shared.config.batching.on;
+        // Messages that never went as a request have no place in one.
+        let batched = self.shared.config.batching.on && attempts > 0;
         let shared = &*self.shared;
         let stats = &shared.loops[self.id];
         match result {
@@ -496,6 +617,11 @@ fn fail_message(
     attempts: u32,
     place: Option<(usize, usize)>,
 ) {
+    match failure.kind {
+        FailureKind::Expired => stats.expired.fetch_add(1, Ordering::Relaxed),
+        FailureKind::Dropped => stats.dropped.fetch_add(1, Ordering::Relaxed),
+        _ => 0,
+    };
     if let Some(handler) = &shared.config.handler {
         let err = NotificationError::new(msg, failure, attempts, place);
         if catch_unwind(AssertUnwindSafe(|| handler(err))).is_err() {
@@ -512,10 +638,18 @@ pub(crate) fn fail_stranded(shared: &Shared) {
     let Some(stats) = shared.loops.last() else {
         return;
     };
-    while let Some(msg) = shared.queue.pop() {
-        // Never batched: with batching on, a batch of its own.
-        let place = shared.config.batching.on.then_some((0, 1));
+    shared.queue.take_dropped(|msg| {
+        fail_message(
+            shared,
+            stats,
+            msg,
+            Failure::of(FailureKind::Dropped),
+            0,
+            None,
+        );
+    });
+    while let Some(entry) = shared.queue.pop() {
         let failure = Failure::of(FailureKind::Internal);
-        fail_message(shared, stats, msg, failure, 0, place);
+        fail_message(shared, stats, entry.msg, failure, 0, None);
     }
 }

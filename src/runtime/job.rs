@@ -7,6 +7,7 @@
 //! has warmed up.
 
 use std::io;
+use std::time::Instant;
 
 use crate::message::Message;
 use crate::policy::ledger::Record;
@@ -31,6 +32,11 @@ pub(crate) struct Job {
     /// otherwise.
     compressed: Vec<u8>,
     packed: bool,
+    /// When each message expires, in step with `msgs`; empty without a
+    /// TTL.
+    expiries: Vec<Instant>,
+    /// The request's half of its idempotency key, set when it is formed.
+    key: u64,
 }
 
 impl Job {
@@ -38,7 +44,7 @@ impl Job {
     #[cfg(test)]
     pub(crate) fn single(msg: Message) -> Job {
         let mut job = Job::default();
-        job.push(&Framing::default(), msg, 1);
+        job.push(&Framing::default(), msg, None, 1);
         job
     }
 
@@ -65,13 +71,72 @@ impl Job {
     /// that outgrows a few messages makes room for `most` at once: two
     /// allocations in its life at most, however its batches vary, rather
     /// than one per doubling whenever a larger batch first comes its way.
-    pub(crate) fn push(&mut self, framing: &Framing, msg: Message, most: usize) {
+    /// `expires` is the message's end under a TTL: either every message of
+    /// a client has one or none has.
+    pub(crate) fn push(
+        &mut self,
+        framing: &Framing,
+        msg: Message,
+        expires: Option<Instant>,
+        most: usize,
+    ) {
         let len = self.msgs.len();
         if len == self.msgs.capacity() && len >= FEW {
             self.msgs.reserve_exact(most.saturating_sub(len).max(1));
         }
+        if let Some(at) = expires {
+            if len == self.expiries.capacity() && len >= FEW {
+                self.expiries.reserve_exact(most.saturating_sub(len).max(1));
+            }
+            self.expiries.push(at);
+        }
         self.body_len = self.body_len.saturating_add(framing.added(len, msg.len()));
         self.msgs.push(msg);
+        debug_assert!(self.expiries.is_empty() || self.expiries.len() == self.msgs.len());
+    }
+
+    /// Takes out the messages whose TTL has passed at `now`, each with its
+    /// place in the job, keeping the others in order; the body is framed
+    /// anew (and compressed anew when it goes). Returns how many it took.
+    pub(crate) fn expire(
+        &mut self,
+        now: Instant,
+        framing: &Framing,
+        mut expired: impl FnMut(usize, Message),
+    ) -> usize {
+        if !self.expiries.iter().any(|&at| at <= now) {
+            return 0;
+        }
+        let mut kept = 0;
+        for i in 0..self.msgs.len() {
+            if self.expiries[i] <= now {
+                let msg = std::mem::replace(&mut self.msgs[i], Message::from_static(b""));
+                expired(i, msg);
+            } else {
+                self.msgs.swap(kept, i);
+                self.expiries.swap(kept, i);
+                kept += 1;
+            }
+        }
+        let taken = self.msgs.len() - kept;
+        self.msgs.truncate(kept);
+        self.expiries.truncate(kept);
+        self.body_len = (0..kept).fold(0usize, |sum, n| {
+            sum.saturating_add(framing.added(n, self.msgs[n].len()))
+        });
+        self.compressed.clear();
+        self.packed = false;
+        taken
+    }
+
+    /// The request's half of its idempotency key.
+    pub(crate) fn key(&self) -> u64 {
+        self.key
+    }
+
+    /// Names the job as a new request.
+    pub(crate) fn set_key(&mut self, key: u64) {
+        self.key = key;
     }
 
     /// Compresses the framed body into the job's reused buffer, once.
@@ -111,6 +176,7 @@ impl Job {
         self.record = Record::default();
         self.compressed.clear();
         self.packed = false;
+        self.expiries.clear();
         self.msgs.drain(..)
     }
 }
@@ -138,9 +204,11 @@ impl Spare {
         self.jobs.pop().unwrap_or_default()
     }
 
-    /// Keeps an ended (drained) job for its buffers.
-    pub(crate) fn put(&mut self, job: Job) {
+    /// Keeps an ended job, emptied, for its buffers: its books start
+    /// afresh.
+    pub(crate) fn put(&mut self, mut job: Job) {
         debug_assert!(job.is_empty());
+        drop(job.drain());
         if self.jobs.len() < self.keep {
             self.jobs.push(job);
         }
@@ -157,11 +225,11 @@ mod tests {
         let framing = Framing::ndjson();
         let mut job = Job::default();
         assert!(job.fits(&framing, 4, 100), "a first message always fits");
-        job.push(&framing, Message::from("ab"), 10);
+        job.push(&framing, Message::from("ab"), None, 10);
         // "ab\n" is 3 bytes; "c" adds "\nc": 5 > 4.
         assert!(!job.fits(&framing, 4, 1));
         assert!(job.fits(&framing, 5, 1));
-        job.push(&framing, Message::from("c"), 10);
+        job.push(&framing, Message::from("c"), None, 10);
         let (len, body) = job.body(&framing);
         assert_eq!(len, 5);
         assert!(matches!(body, Body::Framed(_, msgs) if msgs.len() == 2));
@@ -174,7 +242,7 @@ mod tests {
         let mut spare = Spare::new(1);
         let mut job = spare.get();
         for m in ["1", "2", "3", "4", "5", "6"] {
-            job.push(&framing, Message::from(m), 100);
+            job.push(&framing, Message::from(m), None, 100);
         }
         assert_eq!(
             job.msgs.capacity(),
@@ -197,5 +265,30 @@ mod tests {
             spare.put(Job::default());
         }
         assert_eq!(spare.jobs.len(), 3, "keeps no more than slots + 2");
+    }
+
+    #[test]
+    fn expired_messages_leave_a_job_in_order_and_the_rest_stay_in_order() {
+        let framing = Framing::ndjson();
+        let t0 = Instant::now();
+        let mut job = Job::default();
+        for (m, ms) in [("a", 5), ("b", 1), ("c", 9), ("d", 1), ("e", 7)] {
+            let at = t0 + std::time::Duration::from_millis(ms);
+            job.push(&framing, Message::from(m), Some(at), 10);
+        }
+        assert_eq!(job.expire(t0, &framing, |_, _| panic!("none yet")), 0);
+        let mut gone = Vec::new();
+        let now = t0 + std::time::Duration::from_millis(5);
+        let taken = job.expire(now, &framing, |i, m| gone.push((i, m.into_vec())));
+        assert_eq!(taken, 3);
+        assert_eq!(
+            gone,
+            [(0, b"a".to_vec()), (1, b"b".to_vec()), (3, b"d".to_vec())]
+        );
+        let kept: Vec<Vec<u8>> = job.msgs.iter().map(|m| m.to_vec()).collect();
+        assert_eq!(kept, [b"c".to_vec(), b"e".to_vec()]);
+        let (len, _) = job.body(&framing);
+        assert_eq!(len, b"c\ne\n".len(), "the body framed anew");
+        assert_eq!(job.expiries.len(), 2);
     }
 }

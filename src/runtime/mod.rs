@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Poll, Waker};
 
-use crate::config::Config;
+use crate::config::{Config, Overflow, DROP_HANDOFF};
 use crate::message::Message;
 use crate::stats::Stats;
 use event_loop::{on_loop_thread, EventLoop, WAKER};
@@ -45,7 +45,14 @@ impl Runtime {
             wakers.push(Waker::new(poll.registry(), WAKER)?);
             polls.push(poll);
         }
-        let queue = Queue::new(config.capacity(), config.queue_capacity(), wakers);
+        let drop_oldest = (config.overflow == Overflow::DropOldest).then_some(DROP_HANDOFF);
+        let queue = Queue::new(
+            config.capacity(),
+            config.queue_capacity(),
+            wakers,
+            drop_oldest,
+            config.message_ttl,
+        );
         let runtime = Runtime {
             shared: Arc::new(Shared::new(config, queue)),
             threads: Mutex::new(Vec::with_capacity(polls.len())),

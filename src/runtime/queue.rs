@@ -6,9 +6,10 @@
 //! calls it after each push and around each loop's poll.
 
 use std::io;
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::thread::Thread;
+use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
@@ -39,11 +40,92 @@ struct Intake {
     accepted: AtomicU64,
 }
 
+/// A queued message and when it expires (`None`: no TTL).
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub(crate) msg: Message,
+    pub(crate) expires: Option<Instant>,
+}
+
+/// The queue's ring: of bare messages without a TTL, so that `notify`
+/// writes no more than the message; of entries with their expiry with one.
+#[derive(Debug)]
+enum Ring {
+    Plain(ArrayQueue<Message>),
+    Timed(ArrayQueue<Entry>),
+}
+
+impl Ring {
+    fn new(capacity: usize, timed: bool) -> Ring {
+        if timed {
+            Ring::Timed(ArrayQueue::new(capacity))
+        } else {
+            Ring::Plain(ArrayQueue::new(capacity))
+        }
+    }
+
+    #[inline(always)]
+    fn push(&self, entry: Entry) -> Result<(), Entry> {
+        match self {
+            Ring::Plain(ring) => ring
+                .push(entry.msg)
+                .map_err(|msg| Entry { msg, expires: None }),
+            Ring::Timed(ring) => ring.push(entry),
+        }
+    }
+
+    fn force_push(&self, entry: Entry) -> Option<Entry> {
+        match self {
+            Ring::Plain(ring) => ring
+                .force_push(entry.msg)
+                .map(|msg| Entry { msg, expires: None }),
+            Ring::Timed(ring) => ring.force_push(entry),
+        }
+    }
+
+    #[inline(always)]
+    fn pop(&self) -> Option<Entry> {
+        match self {
+            Ring::Plain(ring) => ring.pop().map(|msg| Entry { msg, expires: None }),
+            Ring::Timed(ring) => ring.pop(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Ring::Plain(ring) => ring.len(),
+            Ring::Timed(ring) => ring.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Messages a full queue dropped to take newer ones, on their way to an
+/// event loop that hands them to the error handler. Bounded: a place is
+/// reserved before a push that may drop, so the ring never refuses one.
+#[derive(Debug)]
+struct Dropped {
+    ring: ArrayQueue<Message>,
+    reserved: AtomicUsize,
+    /// Set by a push that dropped a message, cleared by a loop before it
+    /// drains the hand-off: a drop wakes the loops when nobody has been
+    /// told yet, since a loop whose slots are all busy is not parked and
+    /// would otherwise not look until its next socket event.
+    told: AtomicBool,
+}
+
 /// Shared between the client handle and every event loop.
 #[derive(Debug)]
 pub(crate) struct Queue {
-    queue: ArrayQueue<Message>,
+    queue: Ring,
     capacity: usize,
+    /// How long a message may take to be sent, from its `notify`.
+    ttl: Option<Duration>,
+    /// Set when a full queue drops its oldest message.
+    dropped: Option<Box<Dropped>>,
     intake: CachePadded<Intake>,
     rejected: CachePadded<AtomicU64>,
     /// `notify` calls that woke a parked loop.
@@ -58,13 +140,31 @@ pub(crate) struct Queue {
 impl Queue {
     /// A queue holding at most `capacity` messages in the system, at most
     /// `ring` of them queued, for loops woken by `wakers` (one per loop).
-    pub(crate) fn new(capacity: usize, ring: usize, wakers: Vec<mio::Waker>) -> Queue {
+    /// With a `ttl`, entries carry their expiry. With `drop_oldest` a full
+    /// queue drops its oldest message to take a new one, handing the dropped one on through at most `handoff`
+    /// places; the in-system bound is then the ring, what the loops hold
+    /// and the hand-off.
+    pub(crate) fn new(
+        capacity: usize,
+        ring: usize,
+        wakers: Vec<mio::Waker>,
+        drop_oldest: Option<usize>,
+        ttl: Option<Duration>,
+    ) -> Queue {
         Queue {
+            ttl,
+            dropped: drop_oldest.map(|handoff| {
+                Box::new(Dropped {
+                    ring: ArrayQueue::new(handoff),
+                    reserved: AtomicUsize::new(0),
+                    told: AtomicBool::new(false),
+                })
+            }),
             // Without batching the in-system bound also bounds the queue,
             // so a push after a successful reservation always finds room.
             // With batching the connections hold more outside it, and a
             // full ring refuses like a full system.
-            queue: ArrayQueue::new(ring.min(capacity)),
+            queue: Ring::new(ring.min(capacity), ttl.is_some()),
             capacity,
             intake: CachePadded::default(),
             rejected: CachePadded::default(),
@@ -77,40 +177,103 @@ impl Queue {
         }
     }
 
-    /// Accepts `msg` unless the client is not running or full.
+    /// Accepts `msg` unless the client is not running or full (with
+    /// drop-oldest: unless the hand-off is full). With a TTL it expires
+    /// that long from now; without one the clock is not read.
+    #[inline]
     pub(crate) fn push(&self, msg: Message) -> Result<(), (Refused, Message)> {
         // Reserve first, then check the state: `stop` sets the state and
         // then waits for `in_system` to reach zero, so a reservation made
         // while running is always seen by the loops.
         let before = self.intake.in_system.fetch_add(1, Ordering::SeqCst);
         let state = self.state.load(Ordering::SeqCst);
-        if state != RUNNING || before >= self.capacity {
-            self.release();
-            let why = match state {
-                NEW => Refused::NotStarted,
-                RUNNING => {
-                    self.rejected.fetch_add(1, Ordering::Relaxed);
-                    Refused::Full
-                }
-                _ => Refused::Stopped,
-            };
-            return Err((why, msg));
+        let full = before >= self.capacity && self.dropped.is_none();
+        if state != RUNNING || full {
+            return Err(self.refuse(state, msg));
         }
         // Counted before the push, so that the message's end, on a loop,
         // can never be seen before its acceptance.
         self.intake.accepted.fetch_add(1, Ordering::Relaxed);
-        if let Err(msg) = self.queue.push(msg) {
-            // The ring is full while the loops hold batches outside it.
-            self.intake.accepted.fetch_sub(1, Ordering::Relaxed);
-            self.rejected.fetch_add(1, Ordering::Relaxed);
-            self.release();
-            return Err((Refused::Full, msg));
+        let expires = self.ttl.and_then(|ttl| Instant::now().checked_add(ttl));
+        let entry = Entry { msg, expires };
+        match &self.dropped {
+            None => {
+                if let Err(entry) = self.queue.push(entry) {
+                    // The ring is full while the loops hold batches
+                    // outside it.
+                    self.intake.accepted.fetch_sub(1, Ordering::Relaxed);
+                    return Err(self.refuse(state, entry.msg));
+                }
+            }
+            Some(dropped) => {
+                let Err(entry) = self.queue.push(entry) else {
+                    self.after_push();
+                    return Ok(());
+                };
+                // The ring is full: a place in the hand-off for the
+                // message this push drops, before it.
+                if dropped.reserved.fetch_add(1, Ordering::SeqCst) >= dropped.ring.capacity() {
+                    dropped.reserved.fetch_sub(1, Ordering::SeqCst);
+                    self.intake.accepted.fetch_sub(1, Ordering::Relaxed);
+                    return Err(self.refuse(state, entry.msg));
+                }
+                // Room may have come since: then nothing is dropped.
+                match self.queue.force_push(entry) {
+                    None => {
+                        dropped.reserved.fetch_sub(1, Ordering::SeqCst);
+                    }
+                    Some(oldest) => {
+                        // The reservation leaves room; the oldest stays in
+                        // the system until a loop ends it.
+                        let pushed = dropped.ring.push(oldest.msg);
+                        debug_assert!(pushed.is_ok(), "a hand-off place was reserved");
+                        if !dropped.told.swap(true, Ordering::SeqCst) {
+                            self.wake_all();
+                        }
+                    }
+                }
+            }
         }
+        self.after_push();
+        Ok(())
+    }
+
+    /// Wakes a parked loop for a message just queued, if one is parked.
+    #[inline]
+    fn after_push(&self) {
         if let Some(id) = self.parking.after_push() {
             self.wakeups.fetch_add(1, Ordering::Relaxed);
             wake(&self.wakers[id]);
         }
-        Ok(())
+    }
+
+    /// Undoes a reservation `push` made for `msg`, and says why.
+    #[cold]
+    fn refuse(&self, state: u8, msg: Message) -> (Refused, Message) {
+        self.release();
+        let why = match state {
+            NEW => Refused::NotStarted,
+            RUNNING => {
+                self.rejected.fetch_add(1, Ordering::Relaxed);
+                Refused::Full
+            }
+            _ => Refused::Stopped,
+        };
+        (why, msg)
+    }
+
+    /// Hands each message a full queue dropped to `each`, until none is
+    /// left. A drop made meanwhile either is among them or wakes the loops
+    /// again.
+    pub(crate) fn take_dropped(&self, mut each: impl FnMut(Message)) {
+        let Some(dropped) = &self.dropped else {
+            return;
+        };
+        dropped.told.store(false, Ordering::SeqCst);
+        while let Some(msg) = dropped.ring.pop() {
+            dropped.reserved.fetch_sub(1, Ordering::SeqCst);
+            each(msg);
+        }
     }
 
     /// Wakes every loop, parked or not (state changes, shutdown).
@@ -119,7 +282,8 @@ impl Queue {
     }
 
     /// Takes the oldest queued message.
-    pub(crate) fn pop(&self) -> Option<Message> {
+    #[inline]
+    pub(crate) fn pop(&self) -> Option<Entry> {
         self.queue.pop()
     }
 
@@ -238,7 +402,10 @@ mod tests {
             .iter()
             .map(|p| Waker::new(p.registry(), WAKER).expect("waker"))
             .collect();
-        (Arc::new(Queue::new(capacity, capacity, wakers)), polls)
+        (
+            Arc::new(Queue::new(capacity, capacity, wakers, None, None)),
+            polls,
+        )
     }
 
     #[test]
@@ -267,6 +434,46 @@ mod tests {
             refused(q.push("f".into())),
             Err((Refused::Stopped, b"f".to_vec()))
         );
+    }
+
+    #[test]
+    fn a_full_queue_dropping_its_oldest_hands_it_on_and_is_bounded_by_the_handoff() {
+        let polls: Vec<Poll> = vec![Poll::new().expect("poll")];
+        let wakers = vec![Waker::new(polls[0].registry(), WAKER).expect("waker")];
+        // A ring of 2, a hand-off of 2.
+        let q = Queue::new(2, 2, wakers, Some(2), None);
+        assert!(q.start());
+        let body = |e: Option<Entry>| e.map(|e| e.msg.into_vec());
+        for m in ["a", "b", "c", "d"] {
+            q.push(m.into())
+                .expect("a full queue takes the new message");
+        }
+        // "a" and "b" made room for "c" and "d", and wait for a loop.
+        assert_eq!((q.in_system(), q.accepted(), q.rejected()), (4, 4, 0));
+        let dropped = |q: &Queue| {
+            let mut out = Vec::new();
+            q.take_dropped(|m| out.push(m.into_vec()));
+            out
+        };
+        assert_eq!(dropped(&q), [b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(dropped(&q), Vec::<Vec<u8>>::new());
+        // Ended by the loop that handled them.
+        q.release_many(2);
+        // The hand-off full: a push that would drop is refused, and loses
+        // nothing.
+        q.push("e".into()).expect("drops c");
+        q.push("f".into()).expect("drops d");
+        match q.push("g".into()) {
+            Err((Refused::Full, m)) => assert_eq!(m.into_vec(), b"g"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!((q.accepted(), q.rejected()), (6, 1));
+        assert_eq!(body(q.pop()), Some(b"e".to_vec()));
+        // A push that drops nothing needs no room in the hand-off.
+        q.push("h".into()).expect("room in the ring");
+        assert_eq!(body(q.pop()), Some(b"f".to_vec()));
+        assert_eq!(body(q.pop()), Some(b"h".to_vec()));
+        assert_eq!(dropped(&q), [b"c".to_vec(), b"d".to_vec()]);
     }
 
     /// Producers race parking consumers. Each producer waits for its
@@ -330,8 +537,8 @@ mod tests {
                     let mut events = Events::with_capacity(4);
                     let (mut parks, mut stranded) = (0usize, Vec::new());
                     while !done.load(Ordering::SeqCst) {
-                        if let Some(msg) = q.pop() {
-                            producers[usize::from(msg[0])]
+                        if let Some(entry) = q.pop() {
+                            producers[usize::from(entry.msg[0])]
                                 .taken
                                 .fetch_add(1, Ordering::SeqCst);
                             q.release();

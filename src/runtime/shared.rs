@@ -21,6 +21,9 @@ pub(crate) struct LoopStats {
     pub(crate) retried: AtomicU64,
     /// Requests whose every byte was handed to the connection.
     pub(crate) requests: AtomicU64,
+    /// Failures that were `Expired` and `Dropped`.
+    pub(crate) expired: AtomicU64,
+    pub(crate) dropped: AtomicU64,
     pub(crate) handler_panics: AtomicU64,
     dead: AtomicBool,
 }
@@ -111,6 +114,8 @@ impl Shared {
             failed: 0,
             retried: 0,
             requests: 0,
+            expired: 0,
+            dropped: 0,
             rejected: q.rejected(),
             wakeups: q.wakeups(),
             handler_panics: 0,
@@ -123,6 +128,8 @@ impl Shared {
             s.failed += l.failed.load(Ordering::SeqCst);
             s.retried += l.retried.load(Ordering::Relaxed);
             s.requests += l.requests.load(Ordering::Relaxed);
+            s.expired += l.expired.load(Ordering::Relaxed);
+            s.dropped += l.dropped.load(Ordering::Relaxed);
             s.handler_panics += l.handler_panics.load(Ordering::Relaxed);
         }
         s

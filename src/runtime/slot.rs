@@ -31,10 +31,11 @@ use crate::config::Config;
 use crate::conn::{Conn, ConnError};
 use crate::error::{Cause, Failure, FailureKind, ProtocolError};
 use crate::policy::ledger::Ledger;
-use crate::proto::request::Cursor;
+use crate::proto::request::{Cursor, RequestKey};
 use crate::proto::response::{Head, ResponseDecoder, Step, MAX_HEAD};
 use crate::runtime::job::Job;
 use crate::runtime::shared::{deadline_after, LoopStats};
+use crate::trace::{log_debug, log_warn};
 
 /// A connection idle longer than this is checked for a pending end of
 /// stream (one non-blocking read) before it carries a request. Hot
@@ -246,6 +247,14 @@ impl Slot {
     /// an idle connection ends with its connection.
     pub(crate) fn expire(&mut self, ctx: &Ctx<'_>) -> Option<Finished> {
         let exchange = self.take_exchange();
+        #[cfg(feature = "tracing")]
+        if let Some(exchange) = &exchange {
+            log_warn!(
+                slot = self.token.0,
+                messages = exchange.job.len(),
+                "attempt timed out"
+            );
+        }
         self.close(ctx.registry);
         exchange.map(|exchange| Finished {
             job: exchange.job,
@@ -278,6 +287,7 @@ impl Slot {
     /// Closes the connection, if any; the slot is `Closed`.
     pub(crate) fn close(&mut self, registry: &Registry) {
         if let Some(conn) = self.conn.take() {
+            log_debug!(slot = self.token.0, "connection closed");
             conn.close(registry);
         }
         self.phase = Phase::Closed;
@@ -294,6 +304,13 @@ impl Slot {
 
     /// Ends the attempt under way with a failure and closes the connection.
     fn fail(&mut self, ctx: &Ctx<'_>, exchange: Exchange, failure: Failure) -> Flow {
+        log_warn!(
+            slot = self.token.0,
+            kind = ?failure.kind,
+            cause = ?failure.cause,
+            messages = exchange.job.len(),
+            "attempt failed"
+        );
         self.close(ctx.registry);
         self.finish(exchange.job, Err(failure));
         Flow::Wait
@@ -345,6 +362,7 @@ impl Slot {
         self.idle_limit = ctx.config.idle_timeout;
         match ctx.config.endpoint.resolve() {
             Ok(addrs) => {
+                log_debug!(slot = self.token.0, addresses = ?addrs, "resolved");
                 self.connect_next(ctx, exchange, addrs, 0, None);
             }
             Err(e) => {
@@ -465,6 +483,7 @@ impl Slot {
             }
             Err(e) => return self.connect_next(ctx, exchange, addrs, next, Some(e)),
         }
+        log_debug!(slot = self.token.0, peer = ?stream.peer_addr().ok(), "connection opened");
         // Small requests must not wait for Nagle's algorithm; a failure
         // here only costs latency.
         let _: io::Result<()> = stream.set_nodelay(true);
@@ -509,7 +528,11 @@ impl Slot {
             return Flow::Wait;
         };
         let (len, body) = exchange.job.body(&ctx.config.batching.framing);
-        let head = ctx.config.encoder.head(len);
+        let key = ctx.config.idempotency_key.map(|client| RequestKey {
+            client,
+            request: exchange.job.key(),
+        });
+        let head = ctx.config.encoder.head(len, key);
         let request = head.with_body(body);
         while !request.is_done(&cursor) {
             match conn.write(&request, &cursor) {

@@ -9,8 +9,6 @@
 //! under load, a [`Gated`] server holds the first request unanswered while
 //! the rest queue up behind it.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
@@ -21,7 +19,7 @@ use notifier::{
 use crate::support::tls::TlsServer;
 use crate::support::{
     assert_balanced, assert_each_body_once, assert_each_ended, id_of, msg, notify_all, quick_retry,
-    response, started, wait_until, Action, Failure, Request, Server,
+    response, started, wait_until, Action, Failure, Gated, Request, Server,
 };
 
 const LONG: Duration = Duration::from_secs(60);
@@ -89,55 +87,6 @@ fn assert_failed_batch(
         assert_eq!(e.kind(), kind, "{e}");
         assert_eq!(e.status_code(), status, "{e}");
         assert_eq!(e.attempts(), attempts, "{e}");
-    }
-}
-
-/// A server that holds every request unanswered until its gate opens,
-/// then answers `204`. It counts the requests that arrived (parsed whole)
-/// so far, answered or not. The gate opens on drop, so that a failing test
-/// does not keep the server's threads waiting.
-struct Gated {
-    server: Server,
-    open: Arc<AtomicBool>,
-    arrived: Arc<AtomicUsize>,
-}
-
-impl Gated {
-    fn start() -> Gated {
-        let open = Arc::new(AtomicBool::new(false));
-        let arrived = Arc::new(AtomicUsize::new(0));
-        let server = {
-            let (open, arrived) = (Arc::clone(&open), Arc::clone(&arrived));
-            Server::start(move |_, _| {
-                arrived.fetch_add(1, Ordering::SeqCst);
-                wait_until(LONG, || open.load(Ordering::SeqCst));
-                Action::no_content()
-            })
-        };
-        Gated {
-            server,
-            open,
-            arrived,
-        }
-    }
-
-    fn arrived(&self) -> usize {
-        self.arrived.load(Ordering::SeqCst)
-    }
-
-    /// Waits until `n` requests have arrived; false at [`SOON`].
-    fn wait_arrived(&self, n: usize) -> bool {
-        wait_until(SOON, || self.arrived() >= n)
-    }
-
-    fn open(&self) {
-        self.open.store(true, Ordering::SeqCst);
-    }
-}
-
-impl Drop for Gated {
-    fn drop(&mut self) {
-        self.open();
     }
 }
 

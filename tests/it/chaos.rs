@@ -18,8 +18,20 @@
 //! the server's actions hit whole batches (a batch reset, stalled, cut or
 //! answered 5xx at once).
 //!
+//! `chaos_with_ttl` runs it batched with a [`message_ttl`] of 300 ms, longer
+//! than the client's 200 ms timeout, and 5% more requests stalled (a batch
+//! that stalls twice, or waits long enough behind stalled slots, outlives
+//! its TTL): a message can then also end as
+//! `Expired`, never after a 2xx the client took, never sent again once
+//! expired, and never sent at all when it expired before its first
+//! attempt. A retried batch that lost some of its messages to their TTL
+//! goes as a new request, which the server logs like any other.
+//!
 //! `NOTIFIER_CHAOS_MESSAGES` sets the number of messages (default 200,000;
-//! 50,000 with batches) and `NOTIFIER_CHAOS_SEED` the seed.
+//! 50,000 with batches or the TTL) and `NOTIFIER_CHAOS_SEED` the
+//! seed.
+//!
+//! [`message_ttl`]: notifier::Builder::message_ttl
 //!
 //! It runs alone (`support::alone`): for tens of seconds it keeps both
 //! cores of a small machine busy, which would upset the tests that rely on
@@ -44,6 +56,11 @@ use crate::support::{
 const DEFAULT_MESSAGES: usize = 200_000;
 /// Fewer with batches: the server's log still holds every message.
 const DEFAULT_BATCHED_MESSAGES: usize = 50_000;
+/// Fewer with the TTL: it adds to the run only what it checks.
+const DEFAULT_TTL_MESSAGES: usize = 50_000;
+/// The TTL of `chaos_with_ttl`: longer than [`TIMEOUT`], so that one stall
+/// and its retry fit in it, two do not.
+const TTL: Duration = Duration::from_millis(300);
 /// The most messages in a batch, with batches.
 const BATCH_MESSAGES: usize = 25;
 const DEFAULT_SEED: u64 = 0x6e6f_7469_6669_6572;
@@ -279,7 +296,10 @@ fn ndjson_ids(body: &[u8]) -> Vec<usize> {
     lines.split(|&b| b == b'\n').map(id_of).collect()
 }
 
-fn chaos_server(seed: u64, ledger: Arc<Ledger>, ids_of: IdsOf) -> Server {
+/// The scripted chaos server. `extra_stalls`, in 10,000ths, stalls that
+/// many requests more than [`Chaos::draw`] does; with none, no draw is
+/// added, and a seed gives the same actions as it always did.
+fn chaos_server(seed: u64, ledger: Arc<Ledger>, ids_of: IdsOf, extra_stalls: u32) -> Server {
     Server::start_raw(move |mut conn: RawConn<'_>| {
         ledger.connections.fetch_add(1, Ordering::Relaxed);
         let mut rng = fastrand::Rng::with_seed(
@@ -287,7 +307,11 @@ fn chaos_server(seed: u64, ledger: Arc<Ledger>, ids_of: IdsOf) -> Server {
         );
         let mut pending = None;
         loop {
-            let action = Chaos::draw(&mut rng);
+            let action = if extra_stalls > 0 && rng.u32(0..10_000) < extra_stalls {
+                Chaos::Stall
+            } else {
+                Chaos::draw(&mut rng)
+            };
             let next = if action == Chaos::Reset {
                 conn.peek_request()
             } else {
@@ -324,7 +348,7 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 #[test]
 fn chaos() {
     let _alone = alone();
-    run("chaos", DEFAULT_MESSAGES, None);
+    run("chaos", DEFAULT_MESSAGES, None, None);
 }
 
 #[test]
@@ -336,12 +360,24 @@ fn chaos_with_batches() {
         "chaos with batches",
         DEFAULT_BATCHED_MESSAGES,
         Some(BatchConfig::ndjson().max_messages(BATCH_MESSAGES)),
+        None,
+    );
+}
+
+#[test]
+fn chaos_with_ttl() {
+    let _alone = alone();
+    run(
+        "chaos with a TTL",
+        DEFAULT_TTL_MESSAGES,
+        Some(BatchConfig::ndjson().max_messages(BATCH_MESSAGES)),
+        Some(TTL),
     );
 }
 
 /// Runs the scenario: `default` messages unless the environment says
-/// otherwise, batched as `batch` says.
-fn run(name: &str, default: usize, batch: Option<BatchConfig>) {
+/// otherwise, batched as `batch` says, each with `ttl` to be delivered.
+fn run(name: &str, default: usize, batch: Option<BatchConfig>, ttl: Option<Duration>) {
     let n: usize = env_or("NOTIFIER_CHAOS_MESSAGES", default);
     let seed: u64 = env_or("NOTIFIER_CHAOS_SEED", DEFAULT_SEED);
     let ledger = Arc::new(Ledger::default());
@@ -350,7 +386,11 @@ fn run(name: &str, default: usize, batch: Option<BatchConfig>) {
     } else {
         single_id
     };
-    let server = chaos_server(seed, Arc::clone(&ledger), ids_of);
+    // With a TTL, stalls are what makes messages expire: a stalled
+    // request waits out the timeout (two thirds of the TTL), and holds its
+    // slot while the queue waits behind it. 5% of requests stall.
+    let extra_stalls = if ttl.is_some() { 500 } else { 0 };
+    let server = chaos_server(seed, Arc::clone(&ledger), ids_of, extra_stalls);
     let retry = RetryConfig::default()
         .max_attempts(MAX_ATTEMPTS)
         .initial_backoff(Duration::from_millis(1))
@@ -362,6 +402,9 @@ fn run(name: &str, default: usize, batch: Option<BatchConfig>) {
         .retry(retry);
     if let Some(batch) = batch {
         builder = builder.batch(batch);
+    }
+    if let Some(ttl) = ttl {
+        builder = builder.message_ttl(ttl);
     }
     let (client, failures) = started(builder);
 
@@ -417,6 +460,11 @@ fn run(name: &str, default: usize, batch: Option<BatchConfig>) {
     let duplicates: u64 = seen.iter().map(|&s| u64::from(s.saturating_sub(1))).sum();
     let ids_seen_twice = seen.iter().filter(|&&s| s > 1).count();
     let late_total: u32 = late.iter().sum();
+    let expired: Vec<&support::Failure> = failed
+        .iter()
+        .filter(|f| f.error.kind() == FailureKind::Expired)
+        .collect();
+    let expired_unsent = expired.iter().filter(|f| f.error.attempts() == 0).count();
 
     let mut actions: Vec<_> = actions.into_iter().collect();
     actions.sort_by_key(|&(_, count)| std::cmp::Reverse(count));
@@ -429,7 +477,8 @@ fn run(name: &str, default: usize, batch: Option<BatchConfig>) {
          delivered {}, failed {} {kinds:?}, retried {}\n  \
          requests {requests} ({:.1} messages each; the client wrote {}), \
          duplicates {duplicates} ({ids_seen_twice} ids seen more than once), \
-         2xx answers the client had given up on {late_total}, connections {}",
+         2xx answers the client had given up on {late_total}, connections {}\n  \
+         expired {} ({expired_unsent} before their first attempt)",
         n as f64 / elapsed.as_secs_f64(),
         stats.delivered,
         stats.failed,
@@ -437,6 +486,7 @@ fn run(name: &str, default: usize, batch: Option<BatchConfig>) {
         log.len() as f64 / requests.max(1) as f64,
         stats.requests,
         ledger.connections.load(Ordering::Relaxed),
+        stats.expired,
     );
 
     // Every message ended exactly once.
@@ -476,11 +526,28 @@ fn run(name: &str, default: usize, batch: Option<BatchConfig>) {
         "{duplicates} duplicates, {stats:?}"
     );
 
-    // Failures: retryable ones used up every attempt; the only other is the
-    // server's stray 408 read as the answer to a request sent just before.
+    // Expired messages: counted, and only with a TTL. One that expired
+    // before its first attempt never reached the server; one that expired
+    // waiting for a retry had attempts left.
+    assert_eq!(stats.expired, expired.len() as u64, "{stats:?}");
+    assert!(ttl.is_some() || expired.is_empty(), "{stats:?}");
+    for f in &expired {
+        let error = &f.error;
+        let id = id_of(error.message());
+        assert!(error.attempts() < MAX_ATTEMPTS, "{error}");
+        if error.attempts() == 0 {
+            assert_eq!(seen[id], 0, "id {id} expired unsent, yet the server saw it");
+            assert_eq!(error.batch_index(), None, "{error}");
+        }
+    }
+
+    // Failures: retryable ones used up every attempt; the only others are
+    // the server's stray 408 read as the answer to a request sent just
+    // before, and (with a TTL) the expired.
     for f in &failed {
         let error = &f.error;
         match error.kind() {
+            FailureKind::Expired => continue,
             FailureKind::Io | FailureKind::Timeout | FailureKind::Protocol => {}
             FailureKind::Status => assert!(
                 matches!(error.status_code(), Some(408 | 500 | 502 | 503)),

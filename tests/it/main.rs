@@ -31,6 +31,7 @@ mod hostile;
 mod interop;
 mod keepalive;
 mod lifecycle;
+mod lifetime;
 mod memory;
 mod nginx;
 mod resilience;

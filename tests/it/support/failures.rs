@@ -3,6 +3,7 @@
 //! exactly once.
 
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
 use notifier::{Client, FailureKind, NotificationError, Stats};
@@ -17,6 +18,10 @@ pub(crate) struct Failure {
     pub(crate) error: NotificationError,
     /// When it was called.
     pub(crate) at: Instant,
+    /// The thread it was called on.
+    pub(crate) thread: ThreadId,
+    /// That thread's name, if it has one.
+    pub(crate) thread_name: Option<String>,
 }
 
 /// Collects the error handler's calls.
@@ -33,9 +38,13 @@ impl Failures {
     pub(crate) fn handler(&self) -> impl Fn(NotificationError) + Send + Sync + 'static {
         let failures = self.clone();
         move |error| {
+            let at = Instant::now();
+            let thread = thread::current();
             failures.lock().push(Failure {
                 error,
-                at: Instant::now(),
+                at,
+                thread: thread.id(),
+                thread_name: thread.name().map(str::to_owned),
             })
         }
     }

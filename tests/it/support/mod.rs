@@ -6,6 +6,8 @@
 //!   the [`Action`] (or [`Step`]s) its script answers each with;
 //! - [`raw`]: the same server handing each connection whole to a script
 //!   ([`RawConn`]);
+//! - [`gated`]: the same server holding every request until the test
+//!   opens its gate ([`Gated`]);
 //! - [`tls`]: the same server over TLS ([`tls::TlsServer`]), and a test CA;
 //! - [`drive`]: starting clients and sending test messages through them;
 //! - [`loops`]: client builds one at a time, so that a test can find its
@@ -20,6 +22,7 @@ use std::sync::OnceLock;
 mod alone;
 mod drive;
 mod failures;
+mod gated;
 mod loops;
 mod raw;
 mod server;
@@ -34,6 +37,7 @@ pub(crate) use failures::{
     assert_all_delivered, assert_balanced, assert_each_body_once, assert_each_ended,
     assert_each_id_once, Failure, Failures,
 };
+pub(crate) use gated::Gated;
 pub(crate) use loops::{build, build_finding_loops};
 pub(crate) use raw::RawConn;
 pub(crate) use server::{lock, response, Action, Ending, Request, Server, Step, NO_CONTENT};
