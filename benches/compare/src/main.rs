@@ -27,7 +27,7 @@
 //! - **free**: one producer thread (`--producers P`: P of them, each
 //!   sending every P-th message) hands over `--messages` messages as fast
 //!   as the client takes them, backing off on a full queue as
-//!   `benches/loopback.rs` does (spin, yield, 50 µs naps); the raw client
+//!   `benches/loopback/` does (spin, yield, 50 µs naps); the raw client
 //!   has no queue, its `W` threads send back to back.
 //! - **paced**: `--paced-messages` messages at `--rate` per second, on a
 //!   schedule kept by sleeping (timer slack 1 ns), each body stamped with

@@ -1,18 +1,16 @@
 //! Load test against an HTTP sink embedded in this process.
 //!
 //! ```text
-//! cargo bench --bench loopback
-//! cargo bench --bench loopback -- --batch
-//! cargo bench --bench loopback -- --messages 200000 --producers 4 --size 1024
-//! cargo bench --bench loopback -- --tls
+//! cargo run --release -p loopback
+//! cargo run --release -p loopback -- --batch
+//! cargo run --release -p loopback -- --messages 200000 --producers 4 --size 1024
+//! cargo run --release -p loopback -- --tls
 //! ```
 //!
-//! A bench target without a harness (`harness = false` in `Cargo.toml`):
-//! `cargo bench` builds it with the bench profile (optimised, whole-program
-//! LTO, as shipped code would run) and runs it with the flags after `--`,
-//! followed by the `--bench` flag Cargo adds for every bench binary, which
-//! this program accepts and ignores. It is a program, not a criterion
-//! benchmark: one run, its own report.
+//! A workspace member of its own (`benches/loopback/`), built like
+//! `compare`: `cargo run --release -p loopback` runs it with the flags
+//! after `--`. It is a program, not a criterion benchmark: one run, its own
+//! report.
 //!
 //! The load test starts a small HTTP/1.1 server on `127.0.0.1:<ephemeral>`
 //! that answers every POST with `204 No Content`, points a [`Client`] at it,
@@ -46,25 +44,25 @@
 //! through a `rustls::StreamOwned`.
 
 // The command-line flags, parsed as `benches/compare` parses its own.
-#[path = "common/args.rs"]
+#[path = "../../common/args.rs"]
 mod args;
 // The producers' back-off on a full queue, shared with the benchmarks so
 // every measurement waits the same way.
-#[path = "common/backoff.rs"]
+#[path = "../../common/backoff.rs"]
 mod backoff;
 // The sink's throwaway CA and leaf, shared with the HTTPS benchmarks.
-#[path = "common/tls.rs"]
+#[path = "../../common/tls.rs"]
 mod tls;
 // How the sink finds the messages in a body: one, or one per NDJSON line.
 // A bench target is compiled with `cfg(test)` but without the test harness:
 // the helper of the file's unit tests is built, the tests that use it are not.
 #[allow(dead_code)]
-#[path = "common/framing.rs"]
+#[path = "../../common/framing.rs"]
 mod framing;
 // The embedded HTTP sink, shared with the other benchmarks (which use the
 // parts this one does not: the quiet observer, the bare address).
 #[allow(dead_code)]
-#[path = "common/sink.rs"]
+#[path = "../../common/sink.rs"]
 mod sink;
 
 use std::io::{self, Write};
@@ -83,7 +81,7 @@ use rustls::ServerConfig;
 use tls::TlsConfigs;
 
 const USAGE: &str = "\
-usage: cargo bench --bench loopback -- [OPTIONS]
+usage: cargo run --release -p loopback -- [OPTIONS]
 
 Sends notifications to an HTTP sink embedded in this process and reports
 throughput and notify() latency.
@@ -434,8 +432,6 @@ impl Config {
                 "--tls" if inline_value.is_none() => config.tls = true,
                 "--batch" if inline_value.is_none() => config.batch = true,
                 "--tls" | "--batch" => return Err(format!("{flag} takes no value")),
-                // Cargo adds it when it runs a bench binary.
-                "--bench" if inline_value.is_none() => {}
                 _ => return Err(format!("unknown argument {flag:?}")),
             }
         }
