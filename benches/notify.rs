@@ -31,6 +31,12 @@
 //!   loop busy-polls instead of parking, which leaves the queue's own
 //!   enqueue and dequeue.
 //!
+//! - `notify (DropOldest, queue full)`: the caller's cost of `notify` into
+//!   a full queue with `Overflow::DropOldest`, the loop unable to take any
+//!   message (its one connection holds a request never answered): each
+//!   call displaces the oldest queued message into the bounded hand-off,
+//!   which the loop drains to the error handler.
+//!
 //! - `queue (enqueue+dequeue)`: the queue alone, no event loop, no wake-up
 //!   (`notifier::__bench::Queue`): `push` is `notify`'s path (reserve,
 //!   push, look for a parked loop), `pop` a loop's (pop, release). With
@@ -54,7 +60,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use notifier::__bench::Queue;
-use notifier::{CircuitBreakerConfig, CircuitState, Client, Message, NotifyError};
+use notifier::{CircuitBreakerConfig, CircuitState, Client, Message, NotifyError, Overflow};
 
 static BODY: [u8; 64] = [b'x'; 64];
 
@@ -303,5 +309,59 @@ fn queue(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, notify, queue);
+/// `notify` into a full queue that drops its oldest message
+/// (`Overflow::DropOldest`): the one slot holds a request a server never
+/// answers, so the loop takes nothing from the queue, and every `notify`
+/// displaces the oldest queued message into the hand-off, which the loop
+/// drains to a no-op error handler. A `notify` the hand-off refuses
+/// (`QueueFull`, the loop behind on the drops) spins and tries again, and
+/// its time is counted.
+fn notify_drop_oldest(c: &mut Criterion) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("cannot listen");
+    let addr = listener.local_addr().expect("an address");
+    let stop = Arc::new(AtomicBool::new(false));
+    let holder = {
+        let stop = Arc::clone(&stop);
+        listener.set_nonblocking(true).expect("nonblocking");
+        thread::spawn(move || {
+            // Accepts and holds every connection, never answering.
+            let mut held = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((conn, _)) => held.push(conn),
+                    Err(_) => thread::sleep(Duration::from_millis(1)),
+                }
+            }
+        })
+    };
+    let client = Client::builder(&format!("http://{addr}/notify"))
+        .workers(1)
+        .threads(1)
+        .timeout(Duration::from_secs(3600))
+        .overflow(Overflow::DropOldest)
+        .error_handler(|_| {})
+        .build()
+        .expect("cannot build the client");
+    client.start();
+    // One message in flight, then the queue filled.
+    for _ in 0..=notifier::DEFAULT_QUEUE_SIZE + 1 {
+        notify_spinning(&client);
+    }
+    let mut group = c.benchmark_group("notify (DropOldest, queue full)");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("1 producer", |b| {
+        b.iter_custom(|iters| notify_many(&client, iters))
+    });
+    group.finish();
+    assert!(
+        client.stats().dropped > 0,
+        "nothing was dropped: {:?}",
+        client.stats()
+    );
+    stop.store(true, Ordering::Relaxed);
+    holder.join().expect("the holder panicked");
+    client.stop();
+}
+
+criterion_group!(benches, notify, notify_drop_oldest, queue);
 criterion_main!(benches);
