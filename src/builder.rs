@@ -49,6 +49,7 @@ pub struct Builder {
     threads: Option<usize>,
     timeout: Duration,
     idle_timeout: Duration,
+    max_connection_age: Option<Duration>,
     shutdown_timeout: Option<Duration>,
     /// `None`: the batch framing's, else the default.
     content_type: Option<String>,
@@ -140,6 +141,7 @@ impl Builder {
             threads: None,
             timeout: DEFAULT_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connection_age: None,
             shutdown_timeout: None,
             content_type: None,
             headers: Vec::new(),
@@ -245,6 +247,18 @@ impl Builder {
     /// `Keep-Alive: timeout=N` lowers it to 0.75 × N seconds. Default 30 s.
     pub fn idle_timeout(mut self, d: Duration) -> Builder {
         self.idle_timeout = d;
+        self
+    }
+
+    /// Closes a connection older than `d` (each drawn within ±10 % of it,
+    /// so that they do not all go at once) after its current exchange,
+    /// instead of keeping it: clients rebalance behind load balancers and
+    /// follow DNS changes. The next message opens a fresh connection.
+    /// Default: no limit. Zero is ignored.
+    pub fn max_connection_age(mut self, d: Duration) -> Builder {
+        if !d.is_zero() {
+            self.max_connection_age = Some(d);
+        }
         self
     }
 
@@ -528,6 +542,7 @@ impl Builder {
             idempotency_key: self.idempotency_key.then(|| fastrand::Rng::new().u64(..)),
             timeout: self.timeout,
             idle_timeout: self.idle_timeout,
+            max_connection_age: self.max_connection_age,
             shutdown_timeout: self.shutdown_timeout,
             handler: self.handler,
             retry: self.retry,

@@ -107,6 +107,8 @@ pub(crate) struct Config {
     pub(crate) compression: Compression,
     pub(crate) timeout: Duration,
     pub(crate) idle_timeout: Duration,
+    /// Connections older than this (±10 %) are closed after their exchange.
+    pub(crate) max_connection_age: Option<Duration>,
     pub(crate) shutdown_timeout: Option<Duration>,
     pub(crate) handler: Option<Handler>,
     pub(crate) retry: Option<RetryConfig>,

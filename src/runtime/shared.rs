@@ -142,6 +142,14 @@ pub(crate) fn deadline_after(now: Instant, d: Duration) -> Option<Instant> {
     now.checked_add(d)
 }
 
+/// The earlier of two deadlines, where `None` is no deadline.
+pub(crate) fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

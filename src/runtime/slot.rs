@@ -34,7 +34,7 @@ use crate::policy::ledger::Ledger;
 use crate::proto::request::{Cursor, RequestKey};
 use crate::proto::response::{Head, ResponseDecoder, Step, MAX_HEAD};
 use crate::runtime::job::Job;
-use crate::runtime::shared::{deadline_after, LoopStats};
+use crate::runtime::shared::{deadline_after, earlier, LoopStats};
 use crate::trace::{log_debug, log_warn};
 
 /// A connection idle longer than this is checked for a pending end of
@@ -156,6 +156,9 @@ pub(crate) struct Slot {
     /// How long the connection may sit idle: the configured limit, lowered
     /// by the server's `Keep-Alive` hint.
     idle_limit: Duration,
+    /// When the connection is too old to be kept after its exchange
+    /// (`max_connection_age`, jittered); `None`: no limit.
+    retire_at: Option<Instant>,
     /// An event reported the peer's end of stream: read to EOF even after
     /// a short read.
     read_closed: bool,
@@ -179,6 +182,7 @@ impl Slot {
             conn: None,
             reused: false,
             idle_limit: Duration::ZERO,
+            retire_at: None,
             read_closed: false,
             drained: false,
             finished: None,
@@ -360,6 +364,11 @@ impl Slot {
         self.close(ctx.registry);
         self.reused = false;
         self.idle_limit = ctx.config.idle_timeout;
+        self.retire_at = ctx.config.max_connection_age.and_then(|age| {
+            // ±10 %, so that connections opened together do not all go
+            // together.
+            deadline_after(Instant::now(), age.mul_f64(0.9 + 0.2 * fastrand::f64()))
+        });
         match ctx.config.endpoint.resolve() {
             Ok(addrs) => {
                 log_debug!(slot = self.token.0, addresses = ?addrs, "resolved");
@@ -634,11 +643,7 @@ impl Slot {
                     }
                 };
                 self.finish(exchange.job, result);
-                let drain_by = deadline_after(now, DRAIN_LIMIT);
-                let until = match (exchange.deadline, drain_by) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
+                let until = earlier(exchange.deadline, deadline_after(now, DRAIN_LIMIT));
                 self.phase = Phase::DrainBody { decoder, until };
                 Flow::Continue
             }
@@ -694,19 +699,20 @@ impl Slot {
                 if reuse
                     && self.start == self.end
                     && !self.read_closed
-                    && !self.idle_limit.is_zero() =>
+                    && !self.idle_limit.is_zero()
+                    && self.retire_at.is_none_or(|at| at > now) =>
             {
                 self.reused = true;
                 self.start = 0;
                 self.end = 0;
                 self.phase = Phase::Idle {
                     since: now,
-                    until: deadline_after(now, self.idle_limit),
+                    until: earlier(deadline_after(now, self.idle_limit), self.retire_at),
                 };
             }
-            // Not reusable, bytes past the response, a body that broke its
-            // framing or ran to the close: the connection ends, the
-            // outcome stands.
+            // Not reusable, too old, bytes past the response, a body that
+            // broke its framing or ran to the close: the connection ends,
+            // the outcome stands.
             Next::Done { .. } | Next::Head(_) | Next::Eof | Next::Failed(_) | Next::Invalid(_) => {
                 self.close(ctx.registry)
             }

@@ -271,3 +271,51 @@ fn a_408_on_a_fresh_connection_is_a_failure() {
     assert_eq!(got[0].error.attempts(), 1);
     assert_eq!(server.request_count(), 1, "not sent again");
 }
+
+#[test]
+fn a_connection_past_max_connection_age_is_closed_after_its_exchange() {
+    // One slot, an age of 50 ms (45–55 ms with its jitter): a message after
+    // 200 ms of quiet finds its connection retired and opens a fresh one;
+    // without the limit the same pause reuses the first.
+    for (age, connections) in [(Some(Duration::from_millis(50)), 2), (None, 1)] {
+        let server = Server::no_content();
+        let mut builder = Client::builder(&server.url()).workers(1);
+        if let Some(age) = age {
+            builder = builder.max_connection_age(age);
+        }
+        let (client, failures) = started(builder);
+        client.notify(msg(0)).expect("notify");
+        assert!(client.flush(LONG));
+        thread::sleep(Duration::from_millis(200));
+        client.notify(msg(1)).expect("notify");
+        client.stop();
+        assert_all_delivered(&client, &failures, &server, 2);
+        assert_eq!(server.connections(), connections, "age {age:?}");
+    }
+}
+
+#[test]
+fn a_busy_connection_is_replaced_once_it_ages_and_nothing_is_lost() {
+    // Messages back to back for at least 300 ms on one slot whose
+    // connections live 20 ms (±10 %): the exchange under way when one ages
+    // completes, and the next message goes on a new connection.
+    let server = Server::no_content();
+    let (client, failures) = started(
+        Client::builder(&server.url())
+            .workers(1)
+            .max_connection_age(Duration::from_millis(20)),
+    );
+    let began = std::time::Instant::now();
+    let mut sent = 0;
+    while began.elapsed() < Duration::from_millis(300) || sent < 100 {
+        support::notify_retrying(&client, msg(sent));
+        sent += 1;
+    }
+    client.stop();
+    assert_all_delivered(&client, &failures, &server, sent);
+    assert!(
+        server.connections() >= 2,
+        "{} connections in 300 ms with an age of 20 ms",
+        server.connections()
+    );
+}
