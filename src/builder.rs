@@ -59,6 +59,7 @@ pub struct Builder {
     retry: Option<RetryConfig>,
     circuit_breaker: Option<CircuitBreakerConfig>,
     spin: Duration,
+    adaptive_spin: bool,
     pin_threads: bool,
     batch_scheduling: bool,
     batch: Option<BatchConfig>,
@@ -150,6 +151,7 @@ impl Builder {
             retry: None,
             circuit_breaker: None,
             spin: Duration::ZERO,
+            adaptive_spin: true,
             pin_threads: false,
             batch_scheduling: true,
             batch: None,
@@ -292,20 +294,46 @@ impl Builder {
     }
 
     /// How long an event loop with nothing to do keeps busy-polling the
-    /// queue and its sockets before it parks. Default: zero (park at once).
+    /// queue and its sockets before it parks, whatever the traffic.
+    /// Default: zero (the adaptive rule of [`Builder::adaptive_spin`]
+    /// decides alone).
     ///
-    /// A parked loop costs nothing, but the `notify` that finds it parked
-    /// pays for waking it (one `eventfd` write, about 2 µs or more on a
-    /// virtual machine) and the message waits for the thread to be
-    /// scheduled. While a loop spins, `notify` never makes a syscall and the
-    /// message is picked up within a microsecond or so, at the price of
-    /// one core per spinning loop, fully busy for `d` after the last
-    /// message. It helps latency-sensitive senders with gaps between
-    /// messages shorter than `d`; under continuous load loops do not park
-    /// anyway, and with idle periods longer than `d` it only burns CPU.
-    /// Pair it with [`Builder::pin_threads`] and fewer threads than cores.
+    /// While a loop spins, `notify` never makes a syscall and the message
+    /// is picked up within a microsecond or so, at the price of one core
+    /// per spinning loop, fully busy for `d` after the last activity (a
+    /// message taken or a socket event). Every loop within its window
+    /// spins, not only one. It is for latency-sensitive senders who give
+    /// a core to it; pair it with [`Builder::pin_threads`] and fewer
+    /// threads than cores.
     pub fn spin(mut self, d: Duration) -> Builder {
         self.spin = d;
+        self
+    }
+
+    /// Whether an idle event loop keeps watching the queue for a while,
+    /// sized from the gaps between recent arrivals, before it parks.
+    /// Default on.
+    ///
+    /// A parked loop costs nothing, but the `notify` that finds every loop
+    /// parked pays for waking one: an `eventfd` write, 5 to 25 µs on a
+    /// virtual machine. With this on, one loop at a time (never more)
+    /// watches after it finds the queue empty: for eight times the
+    /// average gap between the arrivals it saw, at most 10 ms. Arrivals
+    /// closer than 100 µs on average are watched by spinning (a core busy
+    /// while they last; the message is picked up within a microsecond or
+    /// so); sparser ones by dozing, a 50 µs sleep between looks (on a
+    /// virtual machine each sleep costs 15 to 25 µs of CPU: about a
+    /// quarter of a core while messages keep coming, and 25 to 40 µs more
+    /// on average on the message's way to the server). While a loop watches, `notify` makes
+    /// no syscall; when the watching loop's slots are all busy, it wakes
+    /// a parked loop itself for what is queued, off the caller's thread.
+    /// No message for 10 ms and every loop parks: an idle client uses no
+    /// CPU. Measured with `benches/compare` (see `BENCHMARKS.md`).
+    ///
+    /// Turn it off to spend no CPU between messages at any rate, at the
+    /// price of a wake-up in the `notify` that finds the loops parked.
+    pub fn adaptive_spin(mut self, on: bool) -> Builder {
+        self.adaptive_spin = on;
         self
     }
 
@@ -548,6 +576,7 @@ impl Builder {
             retry: self.retry,
             breaker: self.circuit_breaker,
             spin: self.spin,
+            adaptive_spin: self.adaptive_spin,
             pin_threads: self.pin_threads,
             batch_scheduling: self.batch_scheduling,
             #[cfg(test)]

@@ -114,6 +114,9 @@ pub(crate) struct Config {
     pub(crate) retry: Option<RetryConfig>,
     pub(crate) breaker: Option<CircuitBreakerConfig>,
     pub(crate) spin: Duration,
+    /// Whether an idle loop watches the queue for a while sized from the
+    /// gaps between arrivals before it parks.
+    pub(crate) adaptive_spin: bool,
     pub(crate) pin_threads: bool,
     /// `..=MAX_MESSAGE_TTL`.
     pub(crate) message_ttl: Option<Duration>,

@@ -21,6 +21,7 @@ use crate::runtime::queue::{Entry, NEW, STOPPING};
 use crate::runtime::shared::{deadline_after, LoopStats, Shared};
 use crate::runtime::slot::{Ctx, Finished, Slot};
 use crate::runtime::timers::RetryTimers;
+use crate::runtime::watch::{Idle, Watch};
 use crate::trace::{log_debug, log_warn};
 
 /// The token of the loop's `mio::Waker`; slots use their index.
@@ -59,9 +60,13 @@ pub(crate) struct EventLoop {
     held: Held,
     /// Messages ended since flush callers were last told.
     finished_any: bool,
-    /// When the loop last found something to do; it spins (busy-polls)
-    /// until `config.spin` after that before it parks.
-    busy_at: Instant,
+    /// What the loop saw of arrivals, to decide whether to watch the
+    /// queue or park when it has nothing to do.
+    watch: Watch,
+    /// Whether the loop counts among the queue's watchers now.
+    watching: bool,
+    /// Whether the loop found the queue empty since it last found work.
+    found_empty: bool,
 }
 
 /// Messages a loop took from the queue and has not ended: in a slot,
@@ -110,8 +115,10 @@ impl EventLoop {
             formed: 0,
             held: Held::default(),
             finished_any: false,
+            watch: Watch::new(shared.config.spin, shared.config.adaptive_spin),
+            watching: false,
+            found_empty: true,
             shared,
-            busy_at: Instant::now(),
         }
     }
 
@@ -166,24 +173,63 @@ impl EventLoop {
                 self.fill(now)
             };
             if stopping && self.shared.queue.in_system() == 0 {
+                self.stop_watching();
                 return;
             }
-            if free && now.saturating_duration_since(self.busy_at) < self.shared.config.spin {
-                // Spinning: look at the sockets without blocking, then at
-                // the queue again; producers never need to wake this loop.
-                std::hint::spin_loop();
-                self.wait(events, now, Some(now), false);
-                continue;
+            if free {
+                self.found_empty = true;
+                if !stopping && self.keep_watching(events, now) {
+                    continue;
+                }
+            } else {
+                // Busy: what is queued is another loop's.
+                let watching = std::mem::take(&mut self.watching);
+                self.shared.queue.hand_on(watching);
             }
             // A free slot may have met a message queued after `fill`
             // looked: `park` checks the queue again.
-            let parked = free && self.shared.queue.park(self.id);
+            let watching = std::mem::take(&mut self.watching);
+            let parked = free && self.shared.queue.park(self.id, watching);
             if free && !parked {
                 continue;
             }
             // Past the shutdown deadline, wait to be woken when the last
             // message leaves the system rather than spin on the deadline.
             self.wait(events, now, shutdown_at.filter(|&at| at > now), parked);
+        }
+    }
+
+    /// With a free slot and nothing queued: watches the queue for one
+    /// round (spins or dozes, handling socket events) if the loop should
+    /// and may, and returns whether it did. A loop that watches counts
+    /// among the queue's watchers, so producers need not wake it.
+    fn keep_watching(&mut self, events: &mut Events, now: Instant) -> bool {
+        let idle = self.watch.next(now);
+        if !idle.watches() {
+            return false;
+        }
+        if !self.watching {
+            let fixed = self.watch.in_fixed_spin(now);
+            if !self.shared.queue.watch(fixed) {
+                return false;
+            }
+            self.watching = true;
+        }
+        // Look at the sockets without blocking; the queue is looked at
+        // again by the next `fill`.
+        self.wait(events, now, Some(now), false);
+        match idle {
+            Idle::Doze(d) => std::thread::sleep(d),
+            _ => std::hint::spin_loop(),
+        }
+        true
+    }
+
+    /// Leaves the queue's watchers if the loop is among them, waking a
+    /// parked loop for whatever is queued.
+    fn stop_watching(&mut self) {
+        if std::mem::take(&mut self.watching) {
+            self.shared.queue.hand_on(true);
         }
     }
 
@@ -214,7 +260,7 @@ impl EventLoop {
         }
         let now = Instant::now();
         if !events.is_empty() {
-            self.busy_at = now;
+            self.watch.socket_event(now);
         }
         for event in events.iter() {
             let Some(slot) = self.slots.get_mut(event.token().0) else {
@@ -262,7 +308,8 @@ impl EventLoop {
                             None => return true,
                         },
                     };
-                    self.busy_at = now;
+                    let arrival = std::mem::take(&mut self.found_empty);
+                    self.watch.found_work(now, arrival);
                     match self
                         .shared
                         .ledger
@@ -532,8 +579,10 @@ impl EventLoop {
     /// that no wake-up is spent on it. The last loop to die also fails
     /// what is queued and stops the client, since nothing would take it.
     fn die(&mut self) {
-        // Never again parked: a producer must not pick this loop to wake.
+        // Never again parked or watching: a producer must not pick this
+        // loop to wake, nor leave a message to it.
         self.shared.queue.unpark(self.id);
+        self.stop_watching();
         // Cleaning up may meet the same bug: what it cannot end, the count
         // below still does.
         let _ = catch_unwind(AssertUnwindSafe(|| {

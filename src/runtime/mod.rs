@@ -9,6 +9,7 @@ pub(crate) mod sched;
 pub(crate) mod shared;
 pub(crate) mod slot;
 pub(crate) mod timers;
+pub(crate) mod watch;
 
 use std::io;
 use std::sync::{Arc, Mutex};
@@ -74,6 +75,9 @@ impl Runtime {
                         // platform refuses.
                         let _pinned: bool = core_affinity::set_for_current(core);
                     }
+                    // Dozing loops sleep tens of microseconds: the default
+                    // slack would stretch each sleep by up to 50 µs.
+                    sched::fine_timer_slack();
                     if batch {
                         // The documented fallback where refused: the
                         // default policy.

@@ -287,10 +287,32 @@ impl Queue {
         self.queue.pop()
     }
 
-    /// Steps 1 and 2 of parking ([`Parking::park`]): returns `true` when
-    /// loop `id` may block, and must then call [`Queue::unpark`].
-    pub(crate) fn park(&self, id: usize) -> bool {
-        self.parking.park(id, || self.queue.is_empty())
+    /// Steps 1 and 2 of parking ([`Parking::park`]) for loop `id`, which
+    /// leaves the watchers first if it was `watching`: returns `true` when
+    /// it may block, and must then call [`Queue::unpark`].
+    pub(crate) fn park(&self, id: usize, watching: bool) -> bool {
+        self.parking.park(id, watching, || self.queue.is_empty())
+    }
+
+    /// Makes the calling loop the one watching the queue
+    /// ([`Parking::watch`]), unless one already is; with `fixed`, counts
+    /// it among the watchers whoever else watches ([`Parking::watch_too`]).
+    /// Returns whether it watches now.
+    pub(crate) fn watch(&self, fixed: bool) -> bool {
+        if fixed {
+            self.parking.watch_too();
+            return true;
+        }
+        self.parking.watch()
+    }
+
+    /// A loop whose slots are all busy, or that stops, hands on what is
+    /// queued to a parked loop, leaving the watchers if it was `watching`
+    /// ([`Parking::hand_on`]).
+    pub(crate) fn hand_on(&self, watching: bool) {
+        if let Some(id) = self.parking.hand_on(watching, || self.queue.is_empty()) {
+            wake(&self.wakers[id]);
+        }
     }
 
     /// Step 3: clears loop `id`'s flag after its poll returned, unless a
@@ -548,7 +570,7 @@ mod tests {
                         // parking, where a message pushed meanwhile must be
                         // caught by `park`'s second look.
                         std::thread::yield_now();
-                        if !q.park(id) {
+                        if !q.park(id, false) {
                             continue;
                         }
                         parks += 1;

@@ -1,15 +1,20 @@
-//! The knobs for latency: `notify` wakes a loop only when one is parked,
-//! `spin` keeps loops from parking, `pin_threads` pins them to cores,
-//! `batch_scheduling` keeps woken loops from preempting their callers.
+//! The knobs for latency: `notify` wakes a loop only when one is parked
+//! and none watches the queue, `adaptive_spin` keeps one loop watching
+//! while messages keep coming, `spin` keeps loops from parking,
+//! `pin_threads` pins them to cores, `batch_scheduling` keeps woken loops
+//! from preempting their callers.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use notifier::{Builder, Client};
 
 use crate::support::{
-    assert_all_delivered, build_finding_loops, msg, notify_all, recording, started, Server,
+    assert_all_delivered, build_finding_loops, msg, notify_all, recording, started, wait_until,
+    Action, Server,
 };
 
 const LONG: Duration = Duration::from_secs(60);
@@ -44,7 +49,11 @@ fn busy_loops_are_not_woken() {
 fn parked_loops_are_woken_once_per_idle_notify() {
     const N: usize = 50;
     let server = Server::no_content();
-    let (client, failures) = started(Client::builder(&server.url()).threads(1));
+    let (client, failures) = started(
+        Client::builder(&server.url())
+            .threads(1)
+            .adaptive_spin(false),
+    );
     send_paced(&client, N);
     client.stop();
     let wakeups = client.stats().wakeups;
@@ -56,12 +65,60 @@ fn parked_loops_are_woken_once_per_idle_notify() {
 }
 
 #[test]
+fn a_loop_that_saw_recent_arrivals_watches_so_notify_needs_no_wake_up() {
+    const N: usize = 50;
+    let server = Server::no_content();
+    let (client, failures) = started(Client::builder(&server.url()).threads(2));
+    send_paced(&client, N);
+    client.stop();
+    let wakeups = client.stats().wakeups;
+    assert_all_delivered(&client, &failures, &server, N);
+    // The first notify finds every loop parked; after it one loop watches
+    // through gaps of a millisecond or so (a loaded machine may stretch a
+    // few past the watch).
+    assert!(
+        wakeups <= (N / 5) as u64,
+        "{wakeups} wake-ups for {N} messages a millisecond apart"
+    );
+}
+
+#[test]
+fn a_watching_loop_that_turns_busy_leaves_what_is_queued_to_a_parked_one() {
+    // One slot per loop; the second request is answered only once the
+    // third arrived, which takes the other loop. The producer, seeing a
+    // loop watch, may not wake it: the watcher must, once its only slot
+    // is busy.
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let server = {
+        let arrived = Arc::clone(&arrived);
+        Server::start(move |_, _| {
+            if arrived.fetch_add(1, Ordering::SeqCst) == 1 {
+                wait_until(LONG, || arrived.load(Ordering::SeqCst) >= 3);
+            }
+            Action::no_content()
+        })
+    };
+    let (client, failures) = started(Client::builder(&server.url()).workers(2).threads(2));
+    client.notify(msg(0)).expect("notify");
+    assert!(client.flush(LONG), "the first message was not delivered");
+    client.notify(msg(1)).expect("notify");
+    client.notify(msg(2)).expect("notify");
+    assert!(
+        client.flush(Duration::from_secs(20)),
+        "the message queued behind the watcher's was left waiting"
+    );
+    client.stop();
+    assert_all_delivered(&client, &failures, &server, 3);
+}
+
+#[test]
 fn spinning_loops_need_no_wake_ups() {
     const N: usize = 50;
     let server = Server::no_content();
     let (client, failures) = started(
         Client::builder(&server.url())
             .threads(1)
+            .adaptive_spin(false)
             .spin(Duration::from_secs(30)),
     );
     send_paced(&client, N);
