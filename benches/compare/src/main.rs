@@ -62,8 +62,9 @@
 //! are Go's); `notify` latency (the call that accepted the message,
 //! `hdrhistogram`; the Go peer measures its own calls); notify → receipt
 //! latency (paced); how late the paced sends were against their schedule
-//! (p50: how well the pacing held; a sleep oversleeps, and the sends due
-//! meanwhile go in a burst). The Go peer's CPU time is its own process's,
+//! (p50: with the rate the sink saw, how well the pacing held; a sleep
+//! oversleeps, and the sends due meanwhile go in a burst; a client that
+//! cannot keep up falls behind by the whole backlog). The Go peer's CPU time is its own process's,
 //! added to the client's share of the harness's. The tables give the
 //! median of `--runs` runs with the spread (min–max), then each median as
 //! a ratio to this crate's; a paced run gives a table per rate.
@@ -599,7 +600,9 @@ fn main() -> ExitCode {
     if config.paced {
         let mut columns = PACED_COLUMNS.to_vec();
         columns.extend(IDLE_COLUMNS.into_iter().take(config.idle_windows));
-        columns.push(LATE_P50);
+        // Last, whether the pacing held: the rate the sink saw, and how
+        // late the sends were.
+        columns.extend([RATE, LATE_P50]);
         for (k, pace) in config.paces.iter().enumerate() {
             let rows: Vec<_> = labels
                 .iter()
