@@ -530,11 +530,11 @@ fn main() -> ExitCode {
         phases.push(format!("free: {} messages", config.messages));
     }
     if config.paced {
-        phases.push(format!(
-            "paced: {}, each followed by {} idle s",
-            paces.join(", "),
-            config.idle_windows
-        ));
+        let idle = match config.idle_windows {
+            0 => String::new(),
+            n => format!(", each followed by {n} s idle"),
+        };
+        phases.push(format!("paced: {}{idle}", paces.join(", ")));
     }
     let go_version = go
         .as_ref()
