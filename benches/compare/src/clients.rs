@@ -22,14 +22,20 @@
 //!   with its own blocking keep-alive connection, write a prebuilt request
 //!   (only the send time in the body changes) and read the `204`. The
 //!   syscall floor.
-//! - **wake floor**: no HTTP, no sink: each message goes over a bounded
-//!   channel to one thread blocked in `mio::Poll::poll` under
-//!   SCHED_BATCH, as the library's loops are, and is followed by a
-//!   `mio::Waker::wake` (an eventfd write). The floor of a `notify` that
-//!   has to wake a sleeping thread; the thread's receipt of the message
-//!   gives the wake's latency.
+//! - **wake floors**: no HTTP, no sink: each message goes over a bounded
+//!   channel to one thread under SCHED_BATCH, as the library's loops are,
+//!   which takes it as its receipt. The eventfd floor's thread blocks in
+//!   `mio::Poll::poll` and every message is followed by a
+//!   `mio::Waker::wake` (an eventfd write); the futex floor's thread
+//!   `thread::park`s and every message is followed by `Thread::unpark`
+//!   (a `FUTEX_WAKE` when the thread is parked, an atomic swap when it
+//!   runs). The floors of a `notify` that has to wake a sleeping thread;
+//!   the thread's receipt of the message gives the wake's latency.
+//! - **the Go seed's pattern** (`go.rs`): a buffered channel of `queue`
+//!   messages feeding `workers` goroutines that POST with one shared
+//!   `net/http` Client; a child process that paces itself, not a [`Pipe`].
 //!
-//! The queue-fed clients and the wake floor are [`Pipe`]s: the harness's
+//! The queue-fed clients and the wake floors are [`Pipe`]s: the harness's
 //! producer hands them messages and backs off when they are full. Parsing
 //! the URL is done once up front for every client, as a careful user would.
 
@@ -168,66 +174,132 @@ impl Wake {
     /// Starts the waiting thread, which reports receipts to `probe`; at
     /// most `s.queue` messages wait for it.
     pub(crate) fn start(s: &Settings, probe: Arc<dyn Observer>) -> Result<Wake, String> {
-        let poll = Poll::new().map_err(|e| format!("cannot create a poll: {e}"))?;
+        let mut poll = Poll::new().map_err(|e| format!("cannot create a poll: {e}"))?;
         let waker = mio::Waker::new(poll.registry(), Token(0))
             .map_err(|e| format!("cannot create a waker: {e}"))?;
         let (tx, rx) = std_mpsc::sync_channel::<Vec<u8>>(s.queue);
-        let (ready_tx, ready) = std_mpsc::sync_channel(1);
-        let thread = thread::Builder::new()
-            .name("wake".to_owned())
-            .spawn(move || {
-                let batch = notifier::__bench::batch_current_thread();
-                let _ = ready_tx.send(batch);
-                if batch {
-                    wait_for_wakes(poll, &rx, &*probe);
+        let thread = spawn_waiter("wake", move || {
+            let mut events = Events::with_capacity(8);
+            loop {
+                match poll.poll(&mut events, None) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => panic!("the wake thread cannot poll: {e}"),
                 }
-            })
-            .map_err(|e| e.to_string())?;
-        let batch = ready
-            .recv()
-            .map_err(|_| "the wake thread died".to_owned())?;
-        let wake = Wake {
+                if !take_waiting(&rx, &*probe) {
+                    return;
+                }
+            }
+        })?;
+        Ok(Wake {
             waker,
             tx: Some(tx),
             thread: Some(thread),
-        };
-        if !batch {
-            return Err("the kernel refused SCHED_BATCH".to_owned());
-        }
-        Ok(wake)
+        })
     }
 }
 
-/// The waiting thread of [`Wake`]: blocks in `poll`, then reports to
-/// `probe` every message waiting in `rx`, until the sender is gone.
-fn wait_for_wakes(mut poll: Poll, rx: &Receiver<Vec<u8>>, probe: &dyn Observer) {
-    let mut events = Events::with_capacity(8);
-    loop {
-        match poll.poll(&mut events, None) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => panic!("the wake thread cannot poll: {e}"),
-        }
-        loop {
-            match rx.try_recv() {
-                Ok(body) => probe.request(&body),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => return,
+/// The floor of the same `notify` with a futex for the wake: `send` hands
+/// the message over the same bounded channel and calls `Thread::unpark`
+/// on the waiting thread, which on Linux swaps an atomic and makes a
+/// `FUTEX_WAKE` only when that thread is parked (or about to be); the
+/// thread, under SCHED_BATCH, takes every message waiting, reports each
+/// to the probe as [`Wake`]'s does, and `thread::park`s (`FUTEX_WAIT`).
+pub(crate) struct WakeFutex {
+    /// `None` once dropped: the waiting thread then ends.
+    tx: Option<SyncSender<Vec<u8>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl WakeFutex {
+    /// Starts the waiting thread, which reports receipts to `probe`; at
+    /// most `s.queue` messages wait for it.
+    pub(crate) fn start(s: &Settings, probe: Arc<dyn Observer>) -> Result<WakeFutex, String> {
+        let (tx, rx) = std_mpsc::sync_channel::<Vec<u8>>(s.queue);
+        let thread = spawn_waiter("wake-futex", move || {
+            // An `unpark` between the last look and `park` makes `park`
+            // return at once: no wake is lost.
+            while take_waiting(&rx, &*probe) {
+                thread::park();
             }
+        })?;
+        Ok(WakeFutex {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+}
+
+/// Spawns a wake floor's waiting thread, which runs `wait` under
+/// SCHED_BATCH, as the library's event loops do; an error if the kernel
+/// refuses that policy.
+fn spawn_waiter(
+    name: &str,
+    wait: impl FnOnce() + Send + 'static,
+) -> Result<JoinHandle<()>, String> {
+    let (ready_tx, ready) = std_mpsc::sync_channel(1);
+    let thread = thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            let batch = notifier::__bench::batch_current_thread();
+            let _ = ready_tx.send(batch);
+            if batch {
+                wait();
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    let batch = ready
+        .recv()
+        .map_err(|_| format!("the {name} thread died"))?;
+    if !batch {
+        let _ = thread.join();
+        return Err("the kernel refused SCHED_BATCH".to_owned());
+    }
+    Ok(thread)
+}
+
+/// Reports to `probe` every message waiting in `rx`; false once the
+/// sender is gone.
+fn take_waiting(rx: &Receiver<Vec<u8>>, probe: &dyn Observer) -> bool {
+    loop {
+        match rx.try_recv() {
+            Ok(body) => probe.request(&body),
+            Err(TryRecvError::Empty) => return true,
+            Err(TryRecvError::Disconnected) => return false,
         }
+    }
+}
+
+/// A wake floor's hand-over: the message onto the channel, or back when
+/// it is full.
+fn hand_over(tx: &Option<SyncSender<Vec<u8>>>, body: Vec<u8>) -> Result<(), Vec<u8>> {
+    let tx = tx.as_ref().expect("sender kept until drop");
+    match tx.try_send(body) {
+        Ok(()) => Ok(()),
+        Err(TrySendError::Full(body)) => Err(body),
+        Err(TrySendError::Disconnected(_)) => panic!("the wake thread is gone"),
     }
 }
 
 impl Pipe for Wake {
     fn send(&self, body: Vec<u8>) -> Result<(), Vec<u8>> {
-        let tx = self.tx.as_ref().expect("sender kept until drop");
-        match tx.try_send(body) {
-            Ok(()) => {}
-            Err(TrySendError::Full(body)) => return Err(body),
-            Err(TrySendError::Disconnected(_)) => panic!("the wake thread is gone"),
-        }
+        hand_over(&self.tx, body)?;
         if let Err(e) = self.waker.wake() {
             panic!("the wake floor cannot wake: {e}");
+        }
+        Ok(())
+    }
+
+    fn shutdown(self: Box<Self>) {
+        drop(self);
+    }
+}
+
+impl Pipe for WakeFutex {
+    fn send(&self, body: Vec<u8>) -> Result<(), Vec<u8>> {
+        hand_over(&self.tx, body)?;
+        if let Some(thread) = &self.thread {
+            thread.thread().unpark();
         }
         Ok(())
     }
@@ -242,6 +314,16 @@ impl Drop for Wake {
         self.tx = None;
         let _ = self.waker.wake();
         if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for WakeFutex {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
             let _ = thread.join();
         }
     }

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cargo run --release -p compare -- [--messages N] [--size B] [--workers W] [--runs R]
+//! cargo run --release -p compare -- --mode paced --rates 1000,20000,100000 --idle-windows 2
 //! cargo run --release -p compare -- --help
 //! ```
 //!
@@ -10,28 +11,40 @@
 //! `Builder::spin` on one event loop, with
 //! `Builder::batch_scheduling(false)`: event loops under SCHED_OTHER, and
 //! with `Builder::batch(BatchConfig::ndjson())`: many messages per request,
-//! one per line), a `reqwest` + `tokio` pool, a `ureq` thread pool, and raw
-//! blocking sockets writing a prebuilt request (the floor). Each POSTs
-//! `--size`-byte messages over plain HTTP to the sink of
-//! `benches/common/sink.rs` (also used by `benches/e2e.rs`), which answers
-//! `204` from a thread per connection and allocates nothing per request.
-//! Besides them, the wake floor sends nothing: its `notify` is a bounded
-//! channel send and an eventfd wake (`mio::Waker`) of a thread blocked in
-//! `mio::Poll::poll` under SCHED_BATCH, which takes the message as its
-//! receipt, so its notify → receipt latency is the wake's; it runs the
-//! paced phase only (no warm-up, no free phase).
+//! one per line), a `reqwest` + `tokio` pool, a `ureq` thread pool, the Go
+//! seed's pattern on `net/http` (a child process, `go.rs`; skipped when
+//! there is no Go toolchain), and raw blocking sockets writing a prebuilt
+//! request (the floor). Each POSTs `--size`-byte messages over plain HTTP
+//! to the sink of `benches/common/sink.rs` (also used by
+//! `benches/e2e.rs`), which answers `204` from a thread per connection and
+//! allocates nothing per request. Besides them, the two wake floors send
+//! nothing: their `notify` is a bounded channel send and a wake of a
+//! thread under SCHED_BATCH, an eventfd write (`mio::Waker`) to one
+//! blocked in `mio::Poll::poll`, or `Thread::unpark` (a futex) of one in
+//! `thread::park`; that thread takes the message as its receipt, so their
+//! notify → receipt latency is the wake's; they run the paced phases only
+//! (no warm-up, no free phase).
 //!
 //! For each run and each client: a fresh sink and client, a warm-up
-//! (connections opened, `--warmup` messages), then two measured phases:
+//! (connections opened, `--warmup` messages), then the measured phases:
 //!
 //! - **free**: one producer thread (`--producers P`: P of them, each
 //!   sending every P-th message) hands over `--messages` messages as fast
 //!   as the client takes them, backing off on a full queue as
 //!   `benches/loopback/` does (spin, yield, 50 µs naps); the raw client
 //!   has no queue, its `W` threads send back to back.
-//! - **paced**: `--paced-messages` messages at `--rate` per second, on a
-//!   schedule kept by sleeping (timer slack 1 ns), each body stamped with
-//!   its send time so the sink measures `notify` → receipt.
+//! - **paced**: a phase at each rate of `--rates` (by default 1 k, 20 k
+//!   and 100 k msgs/s), in order, on the same client: `--paced-messages`
+//!   messages (by default 3 s of the rate, at most 100,000) on a schedule
+//!   kept by sleeping until each message is due (timer slack 1 ns) and
+//!   sending at once when late, each body stamped with its send time so
+//!   the sink measures `notify` → receipt. The Go peer keeps the same
+//!   schedule in its own loop, with `time.Sleep`.
+//! - **idle**, after each paced phase: `--idle-windows` windows of 1 s in
+//!   which the client is given nothing, over each of which its CPU time
+//!   (as below) is taken as a share of one core: what the client's
+//!   threads cost once its load has stopped, and, in the second window,
+//!   where that settles.
 //!
 //! The sink counts messages, not requests: the batching client's bodies
 //! are split into their lines, each stamped with its own send time, so
@@ -45,10 +58,16 @@
 //! (their own CPU clocks: the caller's cost, back-off included), and, for
 //! reference, the sink's CPU time per message; heap allocations per message
 //! (a counting global allocator, on during the phase, off on the sink's
-//! threads and for building the message itself); `notify` latency (the call
-//! that accepted the message, `hdrhistogram`); notify → receipt latency
-//! (paced). The tables give the median of `--runs` runs with the spread
-//! (min–max), then each median as a ratio to this crate's.
+//! threads and for building the message itself; not the Go peer's, which
+//! are Go's); `notify` latency (the call that accepted the message,
+//! `hdrhistogram`; the Go peer measures its own calls); notify → receipt
+//! latency (paced); how late the paced sends were against their schedule
+//! (p50: with the rate the sink saw, how well the pacing held; a sleep
+//! oversleeps, and the sends due meanwhile go in a burst; a client that
+//! cannot keep up falls behind by the whole backlog). The Go peer's CPU time is its own process's,
+//! added to the client's share of the harness's. The tables give the
+//! median of `--runs` runs with the spread (min–max), then each median as
+//! a ratio to this crate's; a paced run gives a table per rate.
 //!
 //! With `--rtt-us N`, every client that sends reaches the sink through the
 //! TCP proxy of `benches/common/rtt.rs`, one per run and client, which
@@ -70,6 +89,7 @@ mod backoff;
 mod clients;
 #[path = "../../common/framing.rs"]
 mod framing;
+mod go;
 mod probe;
 #[path = "../../common/rtt.rs"]
 mod rtt;
@@ -88,8 +108,11 @@ use hdrhistogram::Histogram;
 
 use args::{number, Arg, Args};
 use backoff::back_off;
-use clients::{raw_exchange, Notifier, NotifierOptions, Pipe, Raw, Reqwest, Settings, Ureq, Wake};
+use clients::{
+    raw_exchange, Notifier, NotifierOptions, Pipe, Raw, Reqwest, Settings, Ureq, Wake, WakeFutex,
+};
 use framing::Framing;
+use go::{GoPeer, GoProgram};
 use notifier::{Stats, DEFAULT_BATCH_MESSAGES};
 use probe::{
     epoch, nanos, new_histogram, now_ns, process_cpu, stamp, thread_cpu, Probe, STAMP_LEN,
@@ -103,16 +126,26 @@ static GLOBAL: alloc::Counting = alloc::Counting;
 const USAGE: &str = "\
 usage: compare [OPTIONS]
 
-Runs this crate, reqwest+tokio, ureq and raw sockets side by side against an
-in-process HTTP sink answering 204, and prints medians over the runs. 'wake'
-is the floor of a notify that wakes a sleeping thread: a channel send and an
-eventfd wake, no HTTP, paced phase only.
+Runs this crate, reqwest+tokio, ureq, the Go seed's pattern and raw sockets
+side by side against an in-process HTTP sink answering 204, and prints
+medians over the runs. 'wake' and 'wake-futex' are the floors of a notify
+that wakes a sleeping thread: a channel send and an eventfd or futex wake,
+no HTTP, paced phases only.
 
 options:
   --messages N        messages per free-running phase       (default 200000;
                       notifier-batch 2000000)
-  --paced-messages N  messages per paced phase              (default 100000)
-  --rate R            paced phase, messages per second      (default 20000)
+  --rates LIST        comma-separated rates, msgs/s: a paced phase at
+                      each, in order, one table per rate
+                                                  (default 1000,20000,100000)
+  --rate R            one paced phase, at R msgs/s (--rates R)
+  --paced-messages N  messages per paced phase, at every rate
+                                                  (default 3 s of the rate,
+                                                  at most 100000)
+  --idle-windows N    after each paced phase, the client's CPU time over
+                      N windows of 1 s with no message, in % of one core:
+                      0, 1 (the 1 s after the phase) or 2 (and the
+                      second after that)                    (default 1)
   --size B            bytes per message                     (default 64)
   --workers W         simultaneous requests per client      (default 10)
   --queue Q           queue in front of each client         (default 1000)
@@ -126,33 +159,44 @@ options:
                       (that client runs one event loop: a spinning loop
                       keeps a core busy)
   --clients LIST      comma-separated subset of: notifier,
-                      notifier-batch, spin, normal, wake, reqwest, ureq,
-                      raw                                   (default all)
+                      notifier-batch, spin, normal, wake, wake-futex,
+                      reqwest, ureq, go, raw                (default all)
                       (notifier-batch: notifier with
                       batch(BatchConfig::ndjson()), linger zero, at most
                       500 messages a request, counted by the sink line by
                       line; normal: notifier with batch_scheduling(false),
                       its loops under SCHED_OTHER; wake: a channel send
                       and mio::Waker::wake to a thread in mio::Poll::poll
-                      under SCHED_BATCH)
+                      under SCHED_BATCH; wake-futex: the same channel
+                      and Thread::unpark of a thread in thread::park
+                      under SCHED_BATCH; go: the Go seed's pattern, a
+                      buffered channel feeding W goroutines that POST
+                      with one net/http Client, built from
+                      benches/compare/go with the go on PATH and run as
+                      a child process that paces itself with time.Sleep;
+                      skipped, with a message, if there is no go)
   --mode MODE         free, paced or both                   (default both)
   --rtt-us N          every client reaches the sink through a TCP proxy
                       on 127.0.0.1 that adds N µs to each round trip
-                      (N/2 each way; 0: the proxy's own hop only). 'wake'
-                      sends nothing and is not affected. With N > 0, the
-                      defaults shrink to the floor of W workers / N µs
-                      (C msgs/s): --messages 10 s of C, --warmup 1 s of
-                      C, --rate C/2, --paced-messages 5 s of the rate
-                      (each at most its default above; a flag given
-                      wins); at 10000 µs and 10 workers: 10000, 1000,
-                      500/s and 2500. notifier-batch's --messages and
-                      --warmup shrink from its own defaults to its own
-                      floor, 500 messages a request (at 10000 µs, not
-                      at all)
+                      (N/2 each way; 0: the proxy's own hop only). The
+                      wake floors send nothing and are not affected.
+                      With N > 0, the defaults shrink to the floor of W
+                      workers / N µs (C msgs/s): --messages 10 s of C,
+                      --warmup 1 s of C, each default rate at most C/2,
+                      --paced-messages 5 s of the rate (each at most its
+                      default above; a flag given wins); at 10000 µs and
+                      10 workers: 10000, 1000, one rate of 500/s and
+                      2500. notifier-batch's --messages and --warmup
+                      shrink from its own defaults to its own floor, 500
+                      messages a request (at 10000 µs, not at all)
   -h, --help          print this help";
 
 /// How long a phase may run past its expected end before it is abandoned.
 const PHASE_GRACE: Duration = Duration::from_secs(60);
+
+/// How long the harness sleeps between looks at the sink before a phase
+/// can have ended; after that, 1 ms.
+const POLL_BEFORE_END: Duration = Duration::from_millis(100);
 
 /// The clients, in table order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,20 +206,24 @@ enum Contender {
     NotifierSpin,
     NotifierSchedOther,
     Wake,
+    WakeFutex,
     Reqwest,
     Ureq,
+    Go,
     Raw,
 }
 
 impl Contender {
-    const ALL: [Contender; 8] = [
+    const ALL: [Contender; 10] = [
         Contender::Notifier,
         Contender::NotifierBatch,
         Contender::NotifierSpin,
         Contender::NotifierSchedOther,
         Contender::Wake,
+        Contender::WakeFutex,
         Contender::Reqwest,
         Contender::Ureq,
+        Contender::Go,
         Contender::Raw,
     ];
 
@@ -187,8 +235,10 @@ impl Contender {
             Contender::NotifierSpin => "spin",
             Contender::NotifierSchedOther => "normal",
             Contender::Wake => "wake",
+            Contender::WakeFutex => "wake-futex",
             Contender::Reqwest => "reqwest",
             Contender::Ureq => "ureq",
+            Contender::Go => "go",
             Contender::Raw => "raw",
         }
     }
@@ -201,17 +251,19 @@ impl Contender {
             Contender::NotifierSpin => format!("notifier, spin {} µs, 1 thread", config.spin_us),
             Contender::NotifierSchedOther => "notifier, SCHED_OTHER loops".to_owned(),
             Contender::Wake => "wake floor (eventfd)".to_owned(),
+            Contender::WakeFutex => "wake floor (futex)".to_owned(),
             Contender::Reqwest => "reqwest + tokio".to_owned(),
             Contender::Ureq => "ureq threads".to_owned(),
+            Contender::Go => "Go seed pattern, net/http".to_owned(),
             Contender::Raw => "raw sockets (floor)".to_owned(),
         }
     }
 
     /// Whether it sends free-running (warm-up and free phase); the wake
-    /// floor measures the wake of a sleeping thread, which only pacing
+    /// floors measure the wake of a sleeping thread, which only pacing
     /// gives.
     fn free_running(self) -> bool {
-        self != Contender::Wake
+        !matches!(self, Contender::Wake | Contender::WakeFutex)
     }
 
     /// The most messages one request carries.
@@ -231,12 +283,31 @@ impl Contender {
     }
 }
 
+/// The paced rates of a run without `--rate` or `--rates`, msgs/s.
+const DEFAULT_RATES: [u64; 3] = [1000, 20_000, 100_000];
+
+/// The most messages of a paced phase without `--paced-messages`.
+const MAX_PACED_MESSAGES: u64 = 100_000;
+
+/// The most idle windows after a paced phase (their columns' titles).
+const MAX_IDLE_WINDOWS: usize = 2;
+
+/// One paced phase: `messages` at `rate` per second.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    rate: u64,
+    messages: u64,
+}
+
 /// The parsed command line.
 #[derive(Debug)]
 struct Config {
     messages: u64,
-    paced_messages: u64,
-    rate: u64,
+    /// The paced phases, one per rate, in order.
+    paces: Vec<Pace>,
+    /// After each paced phase: windows of 1 s with no message over which
+    /// the client's CPU time is measured.
+    idle_windows: usize,
     size: usize,
     workers: usize,
     queue: usize,
@@ -261,8 +332,8 @@ impl Config {
     fn from_args(args: impl IntoIterator<Item = String>) -> Result<Option<Config>, String> {
         let mut config = Config {
             messages: 200_000,
-            paced_messages: 100_000,
-            rate: 20_000,
+            paces: Vec::new(),
+            idle_windows: 1,
             size: 64,
             workers: 10,
             queue: 1000,
@@ -279,7 +350,7 @@ impl Config {
         };
         // The counts given on the command line; the others have defaults
         // that depend on the RTT.
-        let (mut messages, mut paced_messages, mut rate, mut warmup) = (None, None, None, None);
+        let (mut messages, mut paced_messages, mut rates, mut warmup) = (None, None, None, None);
         let mut args = Args::new(args);
         while let Some(arg) = args.next_arg() {
             let Arg::Flag(flag, inline) = arg else {
@@ -289,7 +360,21 @@ impl Config {
             match flag.as_str() {
                 "--messages" => messages = Some(number(&flag, &value()?, 1)?),
                 "--paced-messages" => paced_messages = Some(number(&flag, &value()?, 1)?),
-                "--rate" => rate = Some(number(&flag, &value()?, 1)?),
+                "--rate" => rates = Some(vec![number(&flag, &value()?, 1)?]),
+                "--rates" => {
+                    rates = Some(
+                        value()?
+                            .split(',')
+                            .map(|rate| number(&flag, rate.trim(), 1))
+                            .collect::<Result<_, _>>()?,
+                    );
+                }
+                "--idle-windows" => {
+                    config.idle_windows = number(&flag, &value()?, 0)?;
+                    if config.idle_windows > MAX_IDLE_WINDOWS {
+                        return Err(format!("--idle-windows: at most {MAX_IDLE_WINDOWS}"));
+                    }
+                }
                 "--size" => config.size = number(&flag, &value()?, 0)?,
                 "--workers" => config.workers = number(&flag, &value()?, 1)?,
                 "--queue" => config.queue = number(&flag, &value()?, 1)?,
@@ -341,10 +426,25 @@ impl Config {
             warmup.unwrap_or_else(|| at_most(config.batch_warmup, 1.0, batch_floor));
         config.messages = messages.unwrap_or_else(|| at_most(config.messages, 10.0, floor));
         config.warmup = warmup.unwrap_or_else(|| at_most(config.warmup, 1.0, floor));
-        config.rate = rate.unwrap_or_else(|| at_most(config.rate, 0.5, floor));
-        let paced_rate = floor.map(|_| config.rate as f64);
-        config.paced_messages =
-            paced_messages.unwrap_or_else(|| at_most(config.paced_messages, 5.0, paced_rate));
+        // Behind the proxy, each default rate at most half the floor.
+        let rates = rates.unwrap_or_else(|| {
+            let mut rates: Vec<u64> = DEFAULT_RATES
+                .iter()
+                .map(|&rate| at_most(rate, 0.5, floor))
+                .collect();
+            rates.dedup();
+            rates
+        });
+        // A few seconds of each rate: 3, or behind the proxy 5.
+        let seconds = if floor.is_some() { 5.0 } else { 3.0 };
+        config.paces = rates
+            .into_iter()
+            .map(|rate| Pace {
+                rate,
+                messages: paced_messages
+                    .unwrap_or_else(|| at_most(MAX_PACED_MESSAGES, seconds, Some(rate as f64))),
+            })
+            .collect();
         if config.paced && config.size < STAMP_LEN {
             return Err(format!(
                 "--size: paced runs stamp the send time in the body and need at least {STAMP_LEN} bytes"
@@ -385,7 +485,7 @@ impl Config {
 }
 
 fn main() -> ExitCode {
-    let config = match Config::from_args(std::env::args().skip(1)) {
+    let mut config = match Config::from_args(std::env::args().skip(1)) {
         Ok(Some(config)) => config,
         Ok(None) => {
             println!("{USAGE}");
@@ -397,6 +497,18 @@ fn main() -> ExitCode {
         }
     };
     epoch();
+    let go = if config.clients.contains(&Contender::Go) {
+        match GoProgram::build() {
+            Ok(go) => Some(go),
+            Err(why) => {
+                eprintln!("compare: the Go peer is unavailable and skipped: {why}");
+                config.clients.retain(|&c| c != Contender::Go);
+                None
+            }
+        }
+    } else {
+        None
+    };
     let cores = thread::available_parallelism().map_or(0, |n| n.get());
     let batch_counts = if config.clients.contains(&Contender::NotifierBatch)
         && (config.batch_messages, config.batch_warmup) != (config.messages, config.warmup)
@@ -408,35 +520,60 @@ fn main() -> ExitCode {
     } else {
         String::new()
     };
+    let paces: Vec<String> = config
+        .paces
+        .iter()
+        .map(|p| format!("{} messages at {}/s", p.messages, p.rate))
+        .collect();
+    let mut phases = Vec::new();
+    if config.free {
+        phases.push(format!("free: {} messages", config.messages));
+    }
+    if config.paced {
+        let idle = match config.idle_windows {
+            0 => String::new(),
+            n => format!(", each followed by {n} s idle"),
+        };
+        phases.push(format!("paced: {}{idle}", paces.join(", ")));
+    }
+    let go_version = go
+        .as_ref()
+        .map_or(String::new(), |go| format!("; Go peer: {}", go.version));
     println!(
         "compare: {} B messages, {} workers, queue {}, {} producer(s), {} run(s); \
-         free: {} messages; paced: {} messages at {}/s; warm-up {}{batch_counts}; \
-         {cores} cores{}",
+         {}; warm-up {}{batch_counts}; {cores} cores{}{go_version}",
         config.size,
         config.workers,
         config.queue,
         config.producers,
         config.runs,
-        config.messages,
-        config.paced_messages,
-        config.rate,
+        phases.join("; "),
         config.warmup,
         config.rtt_note(),
     );
 
-    // samples[client][mode]: mode 0 free, 1 paced.
-    let mut samples: Vec<[Vec<Sample>; 2]> =
-        config.clients.iter().map(|_| Default::default()).collect();
+    let mut samples: Vec<Samples> = config
+        .clients
+        .iter()
+        .map(|_| Samples {
+            free: Vec::new(),
+            paced: config.paces.iter().map(|_| Vec::new()).collect(),
+        })
+        .collect();
     for run in 1..=config.runs {
         for (i, &client) in config.clients.iter().enumerate() {
             eprintln!("run {run}/{}: {}", config.runs, client.label(&config));
-            match run_client(client, &config) {
+            match run_client(client, &config, go.as_ref()) {
                 Ok((free, paced)) => {
-                    for (mode, sample) in [free, paced].into_iter().enumerate() {
-                        if let Some(sample) = sample {
-                            eprintln!("  {}", sample.summary(mode == 1));
-                            samples[i][mode].push(sample);
-                        }
+                    if let Some(sample) = free {
+                        eprintln!("  {}", sample.summary(None));
+                        samples[i].free.push(sample);
+                    }
+                    for ((pace, sample), all) in
+                        config.paces.iter().zip(paced).zip(&mut samples[i].paced)
+                    {
+                        eprintln!("  {}", sample.summary(Some(pace.rate)));
+                        all.push(sample);
                     }
                 }
                 Err(problem) => {
@@ -455,20 +592,34 @@ fn main() -> ExitCode {
     if config.free {
         let rows: Vec<_> = labels
             .iter()
-            .zip(samples.iter().map(|s| &s[0][..]))
+            .zip(samples.iter().map(|s| &s.free[..]))
             .collect();
         let title = format!("free-running{}", config.rtt_note());
         print_tables(&title, &FREE_COLUMNS, &rows, ours);
     }
     if config.paced {
-        let rows: Vec<_> = labels
-            .iter()
-            .zip(samples.iter().map(|s| &s[1][..]))
-            .collect();
-        let title = format!("paced at {} msgs/s{}", config.rate, config.rtt_note());
-        print_tables(&title, &PACED_COLUMNS, &rows, ours);
+        let mut columns = PACED_COLUMNS.to_vec();
+        columns.extend(IDLE_COLUMNS.into_iter().take(config.idle_windows));
+        // Last, whether the pacing held: the rate the sink saw, and how
+        // late the sends were.
+        columns.extend([RATE, LATE_P50]);
+        for (k, pace) in config.paces.iter().enumerate() {
+            let rows: Vec<_> = labels
+                .iter()
+                .zip(samples.iter().map(|s| &s.paced[k][..]))
+                .collect();
+            let title = format!("paced at {} msgs/s{}", pace.rate, config.rtt_note());
+            print_tables(&title, &columns, &rows, ours);
+        }
     }
     ExitCode::SUCCESS
+}
+
+/// What the runs measured of one client.
+struct Samples {
+    free: Vec<Sample>,
+    /// One list per paced rate, in the order of `Config::paces`.
+    paced: Vec<Vec<Sample>>,
 }
 
 // ---------------------------------------------------------------------------
@@ -479,30 +630,50 @@ fn main() -> ExitCode {
 enum Running {
     Pipe(Box<dyn Pipe>),
     Raw(Raw),
+    /// A child process that paces itself: the Go peer.
+    Child(GoPeer),
 }
 
 impl Running {
-    /// Threads that send: the producers, or the raw client's connections.
+    /// Threads that send: the producers, or the raw client's connections;
+    /// the child's driver.
     fn senders(&self, producers: usize) -> usize {
         match self {
             Running::Pipe(_) => producers,
             Running::Raw(raw) => raw.conns.len(),
+            Running::Child(_) => 1,
         }
     }
 
-    fn shutdown(self) {
+    fn shutdown(self, settings: &Settings) -> Result<(), String> {
         match self {
             Running::Pipe(pipe) => pipe.shutdown(),
             Running::Raw(raw) => drop(raw),
+            Running::Child(child) => child.shutdown(settings)?,
         }
+        Ok(())
     }
 
     /// The client's own counters, if it keeps any.
     fn stats(&self) -> Option<Stats> {
         match self {
             Running::Pipe(pipe) => pipe.stats(),
-            Running::Raw(_) => None,
+            Running::Raw(_) | Running::Child(_) => None,
         }
+    }
+
+    /// The CPU time of the client's own process so far, if it has one.
+    fn child_cpu(&mut self) -> Result<Duration, String> {
+        match self {
+            Running::Child(child) => child.cpu(),
+            Running::Pipe(_) | Running::Raw(_) => Ok(Duration::ZERO),
+        }
+    }
+
+    /// Whether its allocations are this process's, which the counting
+    /// allocator sees.
+    fn allocates_here(&self) -> bool {
+        !matches!(self, Running::Child(_))
     }
 }
 
@@ -542,11 +713,17 @@ struct Sample {
     /// The RTT proxy's CPU time per message, when there is one (not the
     /// client's either).
     proxy_us: Option<f64>,
-    allocs: f64,
+    /// Heap allocations per message (not for a child process).
+    allocs: Option<f64>,
     /// `notify` p50, p99, p99.9 in ns (not for the raw client).
     notify: Option<[f64; 3]>,
     /// notify → receipt p50, p99 in ns (paced phases).
     e2e: Option<[f64; 2]>,
+    /// Paced: how late the sends were against their schedule, p50, ns.
+    late: Option<f64>,
+    /// Paced: the client's CPU time over each idle window after the phase,
+    /// in % of one core.
+    idle: [Option<f64>; MAX_IDLE_WINDOWS],
     /// What this crate's own `Stats` counted over the phase.
     counted: Option<Counted>,
 }
@@ -572,17 +749,19 @@ impl Counted {
 }
 
 impl Sample {
-    /// One line for the progress log.
-    fn summary(&self, paced: bool) -> String {
+    /// One line for the progress log: a free phase, or one paced at `rate`.
+    fn summary(&self, rate: Option<u64>) -> String {
         let mut line = format!(
-            "{}: {:.0} msgs/s, {:.1} msgs/request, {:.2} µs CPU/msg, {:.2} allocs/msg, sink {:.2} µs CPU/msg",
-            if paced { "paced" } else { "free " },
+            "{}: {:.0} msgs/s, {:.1} msgs/request, {:.2} µs CPU/msg, sink {:.2} µs CPU/msg",
+            rate.map_or("free".to_owned(), |r| format!("paced {r}/s")),
             self.rate,
             self.per_request,
             self.cpu_us,
-            self.allocs,
             self.sink_us
         );
+        if let Some(allocs) = self.allocs {
+            line += &format!(", {allocs:.2} allocs/msg");
+        }
         if let Some(producer) = self.producer_us {
             line += &format!(" (producer {producer:.2} µs/msg)");
         }
@@ -600,6 +779,13 @@ impl Sample {
         if let Some([p50, p99]) = self.e2e {
             line += &format!(", to sink {}/{}", format_ns(p50), format_ns(p99));
         }
+        if let Some(late) = self.late {
+            line += &format!(", sent late p50 {}", format_ns(late));
+        }
+        let idle: Vec<String> = self.idle.iter().flatten().map(|&p| format_pct(p)).collect();
+        if !idle.is_empty() {
+            line += &format!(", idle CPU {}", idle.join(" then "));
+        }
         if let Some(c) = self.counted {
             line += &format!(
                 "; its Stats: {:.1} msgs/request, {:.3} wakeups/msg",
@@ -611,11 +797,14 @@ impl Sample {
     }
 }
 
-/// Starts a sink and `client`, warms up, and measures the phases asked for.
+/// Starts a sink and `client`, warms up, and measures the phases asked
+/// for: the free phase, and a paced phase per rate, each with its idle
+/// windows. `go` is the Go peer's program, if it was built.
 fn run_client(
     client: Contender,
     config: &Config,
-) -> Result<(Option<Sample>, Option<Sample>), String> {
+    go: Option<&GoProgram>,
+) -> Result<(Option<Sample>, Vec<Sample>), String> {
     let probe = Arc::new(Probe::new(client.framing()));
     let sink = Sink::start(None, Arc::clone(&probe) as Arc<dyn sink::Observer>)
         .map_err(|e| format!("cannot start the sink: {e}"))?;
@@ -675,8 +864,16 @@ fn run_client(
             &settings,
             Arc::clone(&probe) as Arc<dyn sink::Observer>,
         )?)),
+        Contender::WakeFutex => Running::Pipe(Box::new(WakeFutex::start(
+            &settings,
+            Arc::clone(&probe) as Arc<dyn sink::Observer>,
+        )?)),
         Contender::Reqwest => Running::Pipe(Box::new(Reqwest::start(&settings)?)),
         Contender::Ureq => Running::Pipe(Box::new(Ureq::start(&settings)?)),
+        Contender::Go => Running::Child(GoPeer::start(
+            go.ok_or("the Go peer was not built")?,
+            &settings,
+        )?),
         Contender::Raw => Running::Raw(Raw::start(&settings)?),
     };
     let plan = |messages, interval_ns| Plan {
@@ -695,17 +892,16 @@ fn run_client(
     } else {
         None
     };
-    let paced = if config.paced {
-        let interval_ns = Some(1e9 / config.rate as f64);
-        Some(phase(
-            &mut running,
-            &accounts,
-            &plan(config.paced_messages, interval_ns),
-        )?)
-    } else {
-        None
-    };
-    running.shutdown();
+    let mut paced = Vec::new();
+    if config.paced {
+        for pace in &config.paces {
+            let interval_ns = Some(1e9 / pace.rate as f64);
+            let mut sample = phase(&mut running, &accounts, &plan(pace.messages, interval_ns))?;
+            sample.idle = idle(&mut running, &accounts, config.idle_windows)?;
+            paced.push(sample);
+        }
+    }
+    running.shutdown(&settings)?;
     drop(proxy);
     drop(sink);
     match settings.failures.load(Ordering::Relaxed) {
@@ -722,14 +918,56 @@ struct Accounts<'a> {
     proxy: Option<&'a Probe>,
 }
 
-impl Accounts<'_> {
-    /// The CPU time the sink's and the proxy's threads have used so far.
-    fn cpu(&self) -> (Duration, Duration) {
-        (
-            self.sink.threads_cpu(),
-            self.proxy.map_or(Duration::ZERO, Probe::threads_cpu),
-        )
+/// The CPU clocks the client's CPU time is reckoned from, at one moment.
+#[derive(Debug, Clone, Copy)]
+struct Clocks {
+    /// This whole process.
+    process: Duration,
+    /// The sink's threads, and the RTT proxy's.
+    sink: Duration,
+    proxy: Duration,
+    /// The client's own process, if it has one.
+    child: Duration,
+}
+
+impl Clocks {
+    /// The clocks of this process and of `accounts` now, with `child`, the
+    /// client's own process's CPU time, read by the caller.
+    fn read(accounts: &Accounts<'_>, child: Duration) -> Clocks {
+        Clocks {
+            process: process_cpu(),
+            sink: accounts.sink.threads_cpu(),
+            proxy: accounts.proxy.map_or(Duration::ZERO, Probe::threads_cpu),
+            child,
+        }
     }
+
+    /// The client's CPU time since `earlier`: the process's less the
+    /// sink's and the proxy's, plus its own process's.
+    fn client_since(&self, earlier: &Clocks) -> Duration {
+        let others = (self.sink - earlier.sink) + (self.proxy - earlier.proxy);
+        (self.process - earlier.process).saturating_sub(others) + (self.child - earlier.child)
+    }
+}
+
+/// The client's CPU time over `windows` windows of 1 s in which it is
+/// given no message, each in % of one core.
+fn idle(
+    running: &mut Running,
+    accounts: &Accounts<'_>,
+    windows: usize,
+) -> Result<[Option<f64>; MAX_IDLE_WINDOWS], String> {
+    let mut idle = [None; MAX_IDLE_WINDOWS];
+    let start = Instant::now();
+    let mut before = (start, Clocks::read(accounts, running.child_cpu()?));
+    for (k, share) in idle.iter_mut().take(windows).enumerate() {
+        sleep_until(start + Duration::from_secs(k as u64 + 1));
+        let after = (Instant::now(), Clocks::read(accounts, running.child_cpu()?));
+        let cpu = after.1.client_since(&before.1);
+        *share = Some(100.0 * cpu.as_secs_f64() / after.0.duration_since(before.0).as_secs_f64());
+        before = after;
+    }
+    Ok(idle)
 }
 
 /// Runs one phase and measures it.
@@ -748,16 +986,21 @@ fn phase(running: &mut Running, accounts: &Accounts<'_>, plan: &Plan) -> Result<
     // Every request of the phases before was written before the sink
     // received it, so these count this phase's alone.
     let stats0 = running.stats();
+    // A child's clock is read over its pipe, outside the phase: it sends
+    // nothing before the phase and has nothing left to send after it.
+    let child0 = running.child_cpu()?;
+    let allocates_here = running.allocates_here();
 
-    let mut sample = thread::scope(|s| -> Result<Sample, String> {
+    let (driven, clocks0, mut clocks1, allocs, start_ns, done_ns) = thread::scope(|s| {
         let driver = s.spawn(|| drive(running, plan, &ready, &go));
         ready.wait();
-        let (cpu0, (sink0, proxy0), allocs0) = (process_cpu(), accounts.cpu(), alloc::total());
+        let (clocks0, allocs0) = (Clocks::read(accounts, child0), alloc::total());
         alloc::enable();
         let start_ns = now_ns();
         go.wait();
 
-        let mut deadline = Instant::now() + expected + PHASE_GRACE;
+        let end = Instant::now() + expected;
+        let mut deadline = end + PHASE_GRACE;
         let done_ns = loop {
             if let Some(done) = probe.done_at_ns() {
                 break Ok(done);
@@ -774,61 +1017,112 @@ fn phase(running: &mut Running, accounts: &Accounts<'_>, plan: &Plan) -> Result<
                     plan.messages
                 ));
             }
-            thread::sleep(Duration::from_millis(1));
+            // Until the phase can have ended, few wake-ups: at 1 k msgs/s,
+            // one every millisecond would be one per message, on the
+            // client's account.
+            let poll = Duration::from_millis(1);
+            thread::sleep(
+                end.saturating_duration_since(now)
+                    .clamp(poll, POLL_BEFORE_END),
+            );
         };
         alloc::disable();
-        let (cpu1, (sink1, proxy1), allocs1) = (process_cpu(), accounts.cpu(), alloc::total());
-        let producer = driver
+        let (clocks1, allocs1) = (Clocks::read(accounts, child0), alloc::total());
+        let driven = driver
             .join()
             .map_err(|_| "a sending thread panicked".to_owned())??;
-        let done_ns = done_ns?;
-
-        let n = plan.messages as f64;
-        let requests = probe.requests() - requests0;
-        let client_cpu = (cpu1 - cpu0).saturating_sub((sink1 - sink0) + (proxy1 - proxy0));
-        let latency = probe.take_latency();
-        Ok(Sample {
-            rate: n / (done_ns.saturating_sub(start_ns).max(1) as f64 / 1e9),
-            per_request: n / requests.max(1) as f64,
-            cpu_us: client_cpu.as_secs_f64() * 1e6 / n,
-            producer_us: producer.as_ref().map(|p| p.cpu.as_secs_f64() * 1e6 / n),
-            sink_us: (sink1 - sink0).as_secs_f64() * 1e6 / n,
-            proxy_us: accounts
-                .proxy
-                .map(|_| (proxy1 - proxy0).as_secs_f64() * 1e6 / n),
-            allocs: (allocs1 - allocs0) as f64 / n,
-            notify: producer.map(|p| quantiles([0.5, 0.99, 0.999], &p.latency)),
-            e2e: (paced && !latency.is_empty()).then(|| quantiles([0.5, 0.99], &latency)),
-            counted: None,
-        })
+        Ok::<_, String>((
+            driven,
+            clocks0,
+            clocks1,
+            allocs1 - allocs0,
+            start_ns,
+            done_ns?,
+        ))
     })?;
-    sample.counted = Counted::between(stats0, running.stats(), plan.messages);
-    Ok(sample)
+    clocks1.child = running.child_cpu()?;
+
+    let n = plan.messages as f64;
+    let requests = probe.requests() - requests0;
+    let latency = probe.take_latency();
+    Ok(Sample {
+        rate: n / (done_ns.saturating_sub(start_ns).max(1) as f64 / 1e9),
+        per_request: n / requests.max(1) as f64,
+        cpu_us: clocks1.client_since(&clocks0).as_secs_f64() * 1e6 / n,
+        producer_us: driven.cpu.map(|cpu| cpu.as_secs_f64() * 1e6 / n),
+        sink_us: (clocks1.sink - clocks0.sink).as_secs_f64() * 1e6 / n,
+        proxy_us: accounts
+            .proxy
+            .map(|_| (clocks1.proxy - clocks0.proxy).as_secs_f64() * 1e6 / n),
+        allocs: allocates_here.then(|| allocs as f64 / n),
+        notify: driven.notify,
+        e2e: (paced && !latency.is_empty()).then(|| quantiles([0.5, 0.99], &latency)),
+        late: driven.late,
+        idle: [None; MAX_IDLE_WINDOWS],
+        counted: Counted::between(stats0, running.stats(), plan.messages),
+    })
 }
 
 fn quantiles<const N: usize>(qs: [f64; N], h: &Histogram<u64>) -> [f64; N] {
     qs.map(|q| h.value_at_quantile(q) as f64)
 }
 
+/// What the senders of a phase measured.
+struct Driven {
+    /// `notify` p50, p99, p99.9 in ns, of the calls that accepted a
+    /// message (not for the raw client).
+    notify: Option<[f64; 3]>,
+    /// The harness's producer threads' CPU time (queue-fed clients).
+    cpu: Option<Duration>,
+    /// Paced: how late the sends were against their schedule, p50, ns.
+    late: Option<f64>,
+}
+
 /// What the producers of a queue-fed client measured.
 struct Produced {
     /// Latency of each `notify` that accepted a message.
     latency: Histogram<u64>,
+    /// Paced: how late each send was against its schedule.
+    late: Histogram<u64>,
     /// The producer threads' CPU time during the phase.
     cpu: Duration,
 }
 
-/// Sends a phase's messages through `running`; what the producers of a
-/// queue-fed client measured.
+/// Sends a phase's messages through `running`; what its senders measured.
 fn drive(
     running: &mut Running,
     plan: &Plan,
     ready: &Barrier,
     go: &Barrier,
-) -> Result<Option<Produced>, String> {
+) -> Result<Driven, String> {
+    let median = |h: &Histogram<u64>| (!h.is_empty()).then(|| h.value_at_quantile(0.5) as f64);
     match running {
-        Running::Pipe(pipe) => produce_all(&**pipe, plan, ready, go).map(Some),
-        Running::Raw(raw) => drive_raw(raw, plan, ready, go).map(|()| None),
+        Running::Pipe(pipe) => {
+            let produced = produce_all(&**pipe, plan, ready, go)?;
+            Ok(Driven {
+                notify: Some(quantiles([0.5, 0.99, 0.999], &produced.latency)),
+                cpu: Some(produced.cpu),
+                late: median(&produced.late),
+            })
+        }
+        Running::Raw(raw) => {
+            let late = drive_raw(raw, plan, ready, go)?;
+            Ok(Driven {
+                notify: None,
+                cpu: None,
+                late: median(&late),
+            })
+        }
+        Running::Child(child) => {
+            ready.wait();
+            go.wait();
+            let ran = child.run(plan.messages, plan.interval_ns)?;
+            Ok(Driven {
+                notify: Some(ran.notify),
+                cpu: None,
+                late: ran.late,
+            })
+        }
     }
 }
 
@@ -846,33 +1140,46 @@ fn produce_all(
             .collect();
         let mut all = Produced {
             latency: new_histogram(),
+            late: new_histogram(),
             cpu: Duration::ZERO,
         };
         for t in threads {
             let one = t.join().map_err(|_| "a producer panicked".to_owned())?;
-            all.latency
-                .add(&one.latency)
-                .map_err(|e| format!("cannot merge the producers' histograms: {e}"))?;
+            merge(&mut all.latency, &one.latency)?;
+            merge(&mut all.late, &one.late)?;
             all.cpu += one.cpu;
         }
         Ok(all)
     })
 }
 
+/// Adds the values of `from` to `into`.
+fn merge(into: &mut Histogram<u64>, from: &Histogram<u64>) -> Result<(), String> {
+    into.add(from)
+        .map_err(|e| format!("cannot merge the senders' histograms: {e}"))
+}
+
+/// Waits for message `i`'s turn, if the phase is paced, and records how
+/// late it then is; `start` is the phase's start.
+fn wait_turn(plan: &Plan, start: Instant, i: u64, late: &mut Histogram<u64>) {
+    if let Some(due) = plan.due(start, i) {
+        sleep_until(due);
+        late.saturating_record(nanos(due.elapsed()).max(1));
+    }
+}
+
 /// Producer `k` of a queue-fed client: sends messages `k`, `k + P`, … of
 /// the phase's (so the paced schedule interleaves).
 fn produce(pipe: &dyn Pipe, plan: &Plan, k: usize, ready: &Barrier, go: &Barrier) -> Produced {
     fine_timer_slack();
-    let mut latency = new_histogram();
+    let (mut latency, mut late) = (new_histogram(), new_histogram());
     let template = vec![b'.'; plan.size];
     ready.wait();
     go.wait();
     let cpu0 = thread_cpu();
     let start = Instant::now();
     for i in (k as u64..plan.messages).step_by(plan.producers) {
-        if let Some(due) = plan.due(start, i) {
-            sleep_until(due);
-        }
+        wait_turn(plan, start, i, &mut late);
         // The message's own buffer is the caller's, not the client's.
         let mut body = alloc::uncounted(|| template.clone());
         let mut attempt = 0u32;
@@ -894,13 +1201,20 @@ fn produce(pipe: &dyn Pipe, plan: &Plan, k: usize, ready: &Barrier, go: &Barrier
     }
     Produced {
         latency,
+        late,
         cpu: thread_cpu() - cpu0,
     }
 }
 
 /// The raw client: each connection's thread sends its share (connection
-/// `i` sends messages `i`, `i + W`, …, so the paced schedule interleaves).
-fn drive_raw(raw: &mut Raw, plan: &Plan, ready: &Barrier, go: &Barrier) -> Result<(), String> {
+/// `i` sends messages `i`, `i + W`, …, so the paced schedule interleaves);
+/// how late the paced sends were.
+fn drive_raw(
+    raw: &mut Raw,
+    plan: &Plan,
+    ready: &Barrier,
+    go: &Barrier,
+) -> Result<Histogram<u64>, String> {
     let w = raw.conns.len() as u64;
     let (template, body_at) = (&raw.request, raw.body_at);
     thread::scope(|s| {
@@ -913,26 +1227,28 @@ fn drive_raw(raw: &mut Raw, plan: &Plan, ready: &Barrier, go: &Barrier) -> Resul
                 s.spawn(move || {
                     fine_timer_slack();
                     let mut buf = [0u8; 256];
+                    let mut late = new_histogram();
                     ready.wait();
                     go.wait();
                     let start = Instant::now();
                     let mut seq = i as u64;
                     while seq < plan.messages {
-                        if let Some(due) = plan.due(start, seq) {
-                            sleep_until(due);
-                        }
+                        wait_turn(plan, start, seq, &mut late);
                         stamp(&mut request[body_at..], now_ns());
                         raw_exchange(conn, &request, &mut buf)
                             .map_err(|e| format!("raw connection {i}: {e}"))?;
                         seq += w;
                     }
-                    Ok(())
+                    Ok::<_, String>(late)
                 })
             })
             .collect();
-        threads
-            .into_iter()
-            .try_for_each(|t| t.join().map_err(|_| "a raw sender panicked".to_owned())?)
+        let mut all = new_histogram();
+        for t in threads {
+            let late = t.join().map_err(|_| "a raw sender panicked".to_owned())??;
+            merge(&mut all, &late)?;
+        }
+        Ok(all)
     })
 }
 
@@ -950,6 +1266,7 @@ fn sleep_until(due: Instant) {
 
 /// A column of a table: its title, where its value comes from, and how it
 /// is printed.
+#[derive(Clone, Copy)]
 struct Column {
     title: &'static str,
     value: fn(&Sample) -> Option<f64>,
@@ -983,7 +1300,7 @@ const SINK_CPU: Column = Column {
 };
 const ALLOCS: Column = Column {
     title: "allocs/msg",
-    value: |s| Some(s.allocs),
+    value: |s| s.allocs,
     format: format_2,
 };
 const NOTIFY_P50: Column = Column {
@@ -1011,6 +1328,25 @@ const SINK_P99: Column = Column {
     value: |s| s.e2e.map(|n| n[1]),
     format: format_ns,
 };
+
+const LATE_P50: Column = Column {
+    title: "sent late p50",
+    value: |s| s.late,
+    format: format_ns,
+};
+/// The idle windows', in order.
+const IDLE_COLUMNS: [Column; MAX_IDLE_WINDOWS] = [
+    Column {
+        title: "idle CPU 1 s",
+        value: |s| s.idle[0],
+        format: format_pct,
+    },
+    Column {
+        title: "idle CPU 1–2 s",
+        value: |s| s.idle[1],
+        format: format_pct,
+    },
+];
 
 const FREE_COLUMNS: [Column; 9] = [
     RATE,
@@ -1122,6 +1458,11 @@ fn format_per_request(x: f64) -> String {
 
 fn format_2(x: f64) -> String {
     format!("{x:.2}")
+}
+
+/// A share of one core, in %.
+fn format_pct(pct: f64) -> String {
+    format!("{pct:.2} %")
 }
 
 fn format_ns(ns: f64) -> String {

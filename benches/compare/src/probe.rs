@@ -11,7 +11,8 @@
 //! Every message body starts with the send time: [`STAMP_LEN`] decimal
 //! digits of nanoseconds since [`epoch`], written by [`stamp`] just before
 //! the message is handed to the client. The sink reads it back and records
-//! the difference while latency recording is on.
+//! the difference while latency recording is on. A client in a process of
+//! its own stamps on the same scale, given [`epoch_monotonic_ns`].
 //!
 //! The sink counts messages, not requests: a probe is made for the framing
 //! its client sends ([`Framing`]), and a batched client's NDJSON body is
@@ -43,6 +44,24 @@ pub(crate) fn epoch() -> Instant {
 /// Nanoseconds since [`epoch`].
 pub(crate) fn now_ns() -> u64 {
     nanos(epoch().elapsed())
+}
+
+/// [`epoch`] as a reading of CLOCK_MONOTONIC, the clock `Instant` reads on
+/// Linux, for a child process to stamp send times on the same scale: of
+/// a few readings of [`now_ns`] between two of the clock, the closest
+/// pair.
+pub(crate) fn epoch_monotonic_ns() -> u64 {
+    let monotonic = || nanos(read_clock(libc::CLOCK_MONOTONIC));
+    (0..8)
+        .map(|_| {
+            let (before, since, after) = (monotonic(), now_ns(), monotonic());
+            (
+                after - before,
+                (before + (after - before) / 2).saturating_sub(since),
+            )
+        })
+        .min()
+        .map_or(0, |(_, epoch)| epoch)
 }
 
 /// A duration in nanoseconds, saturating.
@@ -89,8 +108,8 @@ fn timeval(t: libc::timeval) -> Duration {
     Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
 }
 
-/// The CPU time of the thread whose clock is `clock`.
-fn clock_cpu(clock: libc::clockid_t) -> Duration {
+/// The time on `clock`: a thread's CPU clock, or a system clock.
+fn read_clock(clock: libc::clockid_t) -> Duration {
     // SAFETY: `timespec` is plain old data, for which all zeroes is valid.
     let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
     // SAFETY: `ts` is valid and writable; an invalid clock is reported by
@@ -104,7 +123,7 @@ fn clock_cpu(clock: libc::clockid_t) -> Duration {
 
 /// The CPU time of the calling thread.
 pub(crate) fn thread_cpu() -> Duration {
-    clock_cpu(libc::CLOCK_THREAD_CPUTIME_ID)
+    read_clock(libc::CLOCK_THREAD_CPUTIME_ID)
 }
 
 /// The CPU clock of the calling thread, readable from other threads while
@@ -165,7 +184,7 @@ impl Probe {
                 .live
                 .iter()
                 .copied()
-                .map(clock_cpu)
+                .map(read_clock)
                 .sum::<Duration>()
     }
 
@@ -214,7 +233,7 @@ impl Observer for Probe {
     fn thread_ending(&self) {
         let clock = this_thread_clock();
         let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
-        threads.retired += clock_cpu(clock);
+        threads.retired += read_clock(clock);
         threads.live.retain(|&c| c != clock);
     }
 

@@ -1,0 +1,3 @@
+module compare/notify
+
+go 1.19
