@@ -99,6 +99,9 @@ pub(crate) trait Pipe: Send + Sync {
 pub(crate) struct NotifierOptions {
     /// `Builder::spin`, on one event loop (`threads(1)`).
     pub(crate) spin: Option<Duration>,
+    /// `Builder::adaptive_spin(false)`: an idle loop parks at once, and
+    /// the `notify` that finds every loop parked wakes one.
+    pub(crate) park: bool,
     /// `Builder::batch_scheduling(false)`: the event loops run under
     /// SCHED_OTHER instead of SCHED_BATCH.
     pub(crate) sched_other: bool,
@@ -119,6 +122,9 @@ impl Notifier {
             .error_handler(move |e| failed(&e));
         if let Some(spin) = options.spin {
             builder = builder.spin(spin).threads(1);
+        }
+        if options.park {
+            builder = builder.adaptive_spin(false);
         }
         if options.sched_other {
             builder = builder.batch_scheduling(false);

@@ -8,6 +8,7 @@
 //! ```
 //!
 //! The clients (see `clients.rs`): this crate (and the same with
+//! `Builder::adaptive_spin(false)`, its idle loops parked at once, with
 //! `Builder::spin` on one event loop, with
 //! `Builder::batch_scheduling(false)`: event loops under SCHED_OTHER, and
 //! with `Builder::batch(BatchConfig::ndjson())`: many messages per request,
@@ -158,10 +159,11 @@ options:
   --spin-us U         Builder::spin of 'notifier spin'      (default 100)
                       (that client runs one event loop: a spinning loop
                       keeps a core busy)
-  --clients LIST      comma-separated subset of: notifier,
+  --clients LIST      comma-separated subset of: notifier, park,
                       notifier-batch, spin, normal, wake, wake-futex,
                       reqwest, ureq, go, raw                (default all)
-                      (notifier-batch: notifier with
+                      (park: notifier with adaptive_spin(false), its
+                      idle loops parked at once; notifier-batch: notifier with
                       batch(BatchConfig::ndjson()), linger zero, at most
                       500 messages a request, counted by the sink line by
                       line; normal: notifier with batch_scheduling(false),
@@ -202,6 +204,7 @@ const POLL_BEFORE_END: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Contender {
     Notifier,
+    NotifierPark,
     NotifierBatch,
     NotifierSpin,
     NotifierSchedOther,
@@ -214,8 +217,9 @@ enum Contender {
 }
 
 impl Contender {
-    const ALL: [Contender; 10] = [
+    const ALL: [Contender; 11] = [
         Contender::Notifier,
+        Contender::NotifierPark,
         Contender::NotifierBatch,
         Contender::NotifierSpin,
         Contender::NotifierSchedOther,
@@ -231,6 +235,7 @@ impl Contender {
     fn key(self) -> &'static str {
         match self {
             Contender::Notifier => "notifier",
+            Contender::NotifierPark => "park",
             Contender::NotifierBatch => "notifier-batch",
             Contender::NotifierSpin => "spin",
             Contender::NotifierSchedOther => "normal",
@@ -247,6 +252,7 @@ impl Contender {
     fn label(self, config: &Config) -> String {
         match self {
             Contender::Notifier => "notifier".to_owned(),
+            Contender::NotifierPark => "notifier, adaptive_spin(false)".to_owned(),
             Contender::NotifierBatch => "notifier, batch ndjson, linger 0".to_owned(),
             Contender::NotifierSpin => format!("notifier, spin {} µs, 1 thread", config.spin_us),
             Contender::NotifierSchedOther => "notifier, SCHED_OTHER loops".to_owned(),
@@ -850,6 +856,13 @@ fn run_client(
             &settings,
             NotifierOptions {
                 spin: Some(Duration::from_micros(config.spin_us)),
+                ..NotifierOptions::default()
+            },
+        )?)),
+        Contender::NotifierPark => Running::Pipe(Box::new(Notifier::start(
+            &settings,
+            NotifierOptions {
+                park: true,
                 ..NotifierOptions::default()
             },
         )?)),
