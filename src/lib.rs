@@ -129,8 +129,9 @@ pub use batch::{
 pub use builder::Builder;
 pub use client::Client;
 pub use config::{
-    Overflow, DEFAULT_CONTENT_TYPE, DEFAULT_IDLE_TIMEOUT, DEFAULT_QUEUE_SIZE, DEFAULT_TIMEOUT,
-    DEFAULT_WORKERS, DROP_HANDOFF, MAX_MESSAGE_TTL, MAX_QUEUE_SIZE, MAX_THREADS, MAX_WORKERS,
+    Overflow, DEFAULT_CONTENT_TYPE, DEFAULT_DNS_REFRESH, DEFAULT_IDLE_TIMEOUT, DEFAULT_QUEUE_SIZE,
+    DEFAULT_TIMEOUT, DEFAULT_WORKERS, DROP_HANDOFF, MAX_DNS_REFRESH, MAX_MESSAGE_TTL,
+    MAX_QUEUE_SIZE, MAX_THREADS, MAX_WORKERS,
 };
 pub use error::{BuildError, FailureKind, NotificationError, NotifyError, ProtocolError};
 pub use message::Message;
