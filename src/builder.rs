@@ -193,16 +193,22 @@ impl Builder {
     ///
     /// It bounds every wait of the attempt: for the host name's first
     /// addresses when the resolver has none yet (see
-    /// [`Builder::dns_refresh`]), the TCP connect over every address tried,
-    /// the TLS handshake, writing the request, and reading the response up
-    /// to its head; the rest of a body only decides whether the connection
-    /// is kept, and is read within the same deadline (and a second at
-    /// most). An attempt whose deadline passes while it waits for
-    /// addresses fails as [`FailureKind::Connect`](crate::FailureKind),
-    /// in any later phase as [`FailureKind::Timeout`](crate::FailureKind).
-    /// The time a message spends queued or waiting for a retry is not part
-    /// of it (see [`Builder::message_ttl`]). A connection opened ahead of
-    /// messages ([`Builder::preconnect`]) must connect within it too.
+    /// [`Builder::dns_refresh`]), the TCP connect over every address tried
+    /// (the families alternate; the next address starts beside the others
+    /// after 250 ms without a connection, or at once when one fails; the
+    /// first to connect is kept), the TLS handshake, writing the request,
+    /// and reading the response up to its head; the rest of a body only
+    /// decides whether the connection is kept, and is read within the same
+    /// deadline (and a second at most). On a connection kept open from an
+    /// earlier message only writing and reading remain.
+    ///
+    /// An attempt whose deadline passes while it waits for addresses fails
+    /// as [`FailureKind::Connect`](crate::FailureKind), in any later phase
+    /// as [`FailureKind::Timeout`](crate::FailureKind). The time a message
+    /// spends queued or waiting for a retry is not part of it (see
+    /// [`Builder::message_ttl`]). A connection opened ahead of messages
+    /// ([`Builder::preconnect`]) must be connected and through its TLS
+    /// handshake within the same time from its start.
     pub fn timeout(mut self, d: Duration) -> Builder {
         if !d.is_zero() {
             self.timeout = d;
@@ -330,7 +336,8 @@ impl Builder {
     /// socket here and one on the server each, with their TLS state). A
     /// connection closed by [`Builder::idle_timeout`], a server's
     /// `Keep-Alive` hint or [`Builder::max_connection_age`] is replaced at
-    /// once: one handshake per slot per such period.
+    /// once: one handshake per slot per such period. No effect with a zero
+    /// [`Builder::idle_timeout`], which keeps no connection idle.
     pub fn preconnect(mut self, on: bool) -> Builder {
         self.preconnect = on;
         self
@@ -624,7 +631,9 @@ impl Builder {
             idle_timeout: self.idle_timeout,
             max_connection_age: self.max_connection_age,
             dns_refresh: Some(self.dns_refresh).filter(|d| !d.is_zero()),
-            preconnect: self.preconnect,
+            // With no idle time, a connection opened ahead could not wait
+            // for a message.
+            preconnect: self.preconnect && !self.idle_timeout.is_zero(),
             shutdown_timeout: self.shutdown_timeout,
             handler: self.handler,
             retry: self.retry,
@@ -802,6 +811,33 @@ mod tests {
             ),
             "text/csv",
             "whichever order the calls come in"
+        );
+    }
+
+    #[test]
+    fn connection_settings_are_bounded() {
+        match config(builder().dns_refresh(MAX_DNS_REFRESH + Duration::from_nanos(1))) {
+            Err(BuildError::InvalidSetting(text)) => {
+                assert!(text.contains("dns_refresh"), "{text}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let c = config(builder()).expect("defaults");
+        assert_eq!(c.dns_refresh, Some(DEFAULT_DNS_REFRESH));
+        assert!(!c.preconnect);
+        let c = config(builder().dns_refresh(MAX_DNS_REFRESH)).expect("at the bound");
+        assert_eq!(c.dns_refresh, Some(MAX_DNS_REFRESH));
+        let c = config(builder().dns_refresh(Duration::ZERO)).expect("zero");
+        assert_eq!(c.dns_refresh, None, "zero: only after connect failures");
+        assert!(
+            config(builder().preconnect(true))
+                .expect("build")
+                .preconnect
+        );
+        let never_idle = builder().preconnect(true).idle_timeout(Duration::ZERO);
+        assert!(
+            !config(never_idle).expect("build").preconnect,
+            "nothing can be kept open ahead without idle time"
         );
     }
 

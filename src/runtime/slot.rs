@@ -256,8 +256,9 @@ impl Slot {
         matches!(self.phase, Phase::Idle { .. })
     }
 
-    /// When the slot must act without an event: the attempt's deadline,
-    /// the end of a body's drain, or an idle connection's expiry.
+    /// When the slot must act without an event: the attempt's deadline (or
+    /// an opening's ahead of messages), the start of a connect's next
+    /// address, the end of a body's drain, or an idle connection's expiry.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         match &self.phase {
             Phase::Closed => None,
@@ -347,21 +348,22 @@ impl Slot {
     /// A lookup's outcome was published: a slot waiting for an address
     /// goes on with the list, or fails with the lookup's error.
     pub(crate) fn address_published(&mut self, ctx: &Ctx<'_>, now: Instant) -> Option<Finished> {
-        let (opening, answer) = match std::mem::replace(&mut self.phase, Phase::Closed) {
+        let (opening, found) = match std::mem::replace(&mut self.phase, Phase::Closed) {
             Phase::AwaitAddress { opening, ticket } => match ctx.resolver.answer(ticket) {
+                Answer::Ready(addrs) => (opening, Ok(addrs)),
+                Answer::Failed(e) => (opening, Err(e)),
                 Answer::Pending => {
                     self.phase = Phase::AwaitAddress { opening, ticket };
                     return None;
                 }
-                answer => (opening, answer),
             },
             other => {
                 self.phase = other;
                 return None;
             }
         };
-        match answer {
-            Answer::Ready(addrs) => {
+        match found {
+            Ok(addrs) => {
                 log_debug!(slot = self.token.0, addresses = ?addrs, "resolved");
                 self.phase = Phase::AwaitConnect {
                     opening,
@@ -369,11 +371,10 @@ impl Slot {
                 };
                 self.drive(ctx, now);
             }
-            Answer::Failed(e) => {
+            Err(e) => {
                 let failure = Failure::caused(FailureKind::Connect, Cause::SharedIo(e));
                 self.fail_opening(ctx, opening, failure, now);
             }
-            Answer::Pending => {}
         }
         self.finished.take()
     }
