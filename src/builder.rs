@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use crate::batch::{BatchConfig, MAX_BATCH_BYTES, MAX_BATCH_MESSAGES, MAX_LINGER};
 use crate::config::{
-    Batching, Config, Handler, Overflow, DEFAULT_CONTENT_TYPE, DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_QUEUE_SIZE, DEFAULT_TIMEOUT, DEFAULT_WORKERS, MAX_MESSAGE_TTL, MAX_QUEUE_SIZE,
-    MAX_THREADS, MAX_WORKERS,
+    Batching, Config, Handler, Overflow, DEFAULT_CONTENT_TYPE, DEFAULT_DNS_REFRESH,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_QUEUE_SIZE, DEFAULT_TIMEOUT, DEFAULT_WORKERS, MAX_DNS_REFRESH,
+    MAX_MESSAGE_TTL, MAX_QUEUE_SIZE, MAX_THREADS, MAX_WORKERS,
 };
 use crate::conn::tls::TlsSetup;
 use crate::endpoint::{Endpoint, Scheme};
@@ -50,6 +50,8 @@ pub struct Builder {
     timeout: Duration,
     idle_timeout: Duration,
     max_connection_age: Option<Duration>,
+    dns_refresh: Duration,
+    preconnect: bool,
     shutdown_timeout: Option<Duration>,
     /// `None`: the batch framing's, else the default.
     content_type: Option<String>,
@@ -77,6 +79,8 @@ impl fmt::Debug for Builder {
             .field("queue_size", &self.queue_size)
             .field("threads", &self.threads)
             .field("timeout", &self.timeout)
+            .field("dns_refresh", &self.dns_refresh)
+            .field("preconnect", &self.preconnect)
             .field("content_type", &self.content_type)
             .field("batch", &self.batch)
             .field("compression", &self.compression)
@@ -143,6 +147,8 @@ impl Builder {
             timeout: DEFAULT_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_connection_age: None,
+            dns_refresh: DEFAULT_DNS_REFRESH,
+            preconnect: false,
             shutdown_timeout: None,
             content_type: None,
             headers: Vec::new(),
@@ -184,8 +190,27 @@ impl Builder {
         self
     }
 
-    /// Deadline of one attempt: connect, write and the whole response
-    ///. Zero is ignored. Default 30 s.
+    /// Deadline of one attempt, counted from when a connection slot takes
+    /// the message. Zero is ignored. Default 30 s.
+    ///
+    /// It bounds every wait of the attempt: for the host name's first
+    /// addresses when the resolver has none yet (see
+    /// [`Builder::dns_refresh`]), the TCP connect over every address tried
+    /// (the families alternate; the next address starts beside the others
+    /// after 250 ms without a connection, or at once when one fails; the
+    /// first to connect is kept), the TLS handshake, writing the request,
+    /// and reading the response up to its head; the rest of a body only
+    /// decides whether the connection is kept, and is read within the same
+    /// deadline (and a second at most). On a connection kept open from an
+    /// earlier message only writing and reading remain.
+    ///
+    /// An attempt whose deadline passes while it waits for addresses fails
+    /// as [`FailureKind::Connect`](crate::FailureKind), in any later phase
+    /// as [`FailureKind::Timeout`](crate::FailureKind). The time a message
+    /// spends queued or waiting for a retry is not part of it (see
+    /// [`Builder::message_ttl`]). A connection opened ahead of messages
+    /// ([`Builder::preconnect`]) must be connected and through its TLS
+    /// handshake within the same time from its start.
     pub fn timeout(mut self, d: Duration) -> Builder {
         if !d.is_zero() {
             self.timeout = d;
@@ -261,6 +286,62 @@ impl Builder {
         if !d.is_zero() {
             self.max_connection_age = Some(d);
         }
+        self
+    }
+
+    /// How often the endpoint's host name is looked up again, in the
+    /// background, for the connections opened after. Default 60 s
+    /// ([`DEFAULT_DNS_REFRESH`](crate::DEFAULT_DNS_REFRESH)); longer than
+    /// [`MAX_DNS_REFRESH`](crate::MAX_DNS_REFRESH) (a day) fails the
+    /// build. Zero: only after a connection failed.
+    ///
+    /// Name resolution never runs on an event-loop thread. For a host
+    /// name (an IP literal needs none) the build spawns a resolver thread,
+    /// which looks the name up (the system's resolver, `getaddrinfo`) when
+    /// the client starts, keeps the address list, looks it up again `d`
+    /// after the last lookup ended, and sooner, at most once a second,
+    /// when a connection to the listed addresses failed. A lookup that
+    /// fails keeps the list there was. An attempt that finds no list yet
+    /// waits for the lookup under way within its [`timeout`](Builder::timeout);
+    /// a lookup that fails while there is no list fails the attempts that
+    /// waited for it as [`FailureKind::Connect`](crate::FailureKind). A
+    /// resolver that hangs delays no message on an open connection.
+    ///
+    /// Connections already open keep their address: pair it with
+    /// [`Builder::max_connection_age`] to move them when DNS changes. Cost:
+    /// one lookup per period, on the resolver's thread. A lookup still
+    /// under way when the client stops is left to finish on that thread,
+    /// which then ends; `stop` does not wait for it.
+    pub fn dns_refresh(mut self, d: Duration) -> Builder {
+        self.dns_refresh = d;
+        self
+    }
+
+    /// Opens every slot's connection (TCP, and TLS for `https`) when the
+    /// client starts, before the first message, and re-opens at once a
+    /// connection that the server closed while it was idle, so that the
+    /// first message after a quiet period pays no handshake. Default off.
+    ///
+    /// An opening that fails (refused, not connected within
+    /// [`timeout`](Builder::timeout), TLS refused) and a connection the
+    /// server closes while idle within a second of its opening back off:
+    /// the next opening waits up to 100 ms after the first such failure in
+    /// a row, doubling up to 30 s, never less than half of that; a
+    /// connection that carried a request or stayed open a second starts
+    /// afresh. Nothing is opened ahead while the client stops, nor while
+    /// the circuit breaker is open or half-open: only messages probe a
+    /// sick server. Openings are not attempts: their failures reach no
+    /// error handler and no breaker. A message that finds its slot still
+    /// opening takes that connection over.
+    ///
+    /// Cost: `workers` connections open at all times, idle or not (a
+    /// socket here and one on the server each, with their TLS state). A
+    /// connection closed by [`Builder::idle_timeout`], a server's
+    /// `Keep-Alive` hint or [`Builder::max_connection_age`] is replaced at
+    /// once: one handshake per slot per such period. No effect with a zero
+    /// [`Builder::idle_timeout`], which keeps no connection idle.
+    pub fn preconnect(mut self, on: bool) -> Builder {
+        self.preconnect = on;
         self
     }
 
@@ -515,6 +596,12 @@ impl Builder {
                 )));
             }
         }
+        if self.dns_refresh > MAX_DNS_REFRESH {
+            return Err(BuildError::InvalidSetting(format!(
+                "dns_refresh = {:?} is longer than the longest allowed, {MAX_DNS_REFRESH:?}",
+                self.dns_refresh
+            )));
+        }
         let batching = match &self.batch {
             None => Batching::off(),
             Some(b) => {
@@ -571,6 +658,10 @@ impl Builder {
             timeout: self.timeout,
             idle_timeout: self.idle_timeout,
             max_connection_age: self.max_connection_age,
+            dns_refresh: Some(self.dns_refresh).filter(|d| !d.is_zero()),
+            // With no idle time, a connection opened ahead could not wait
+            // for a message.
+            preconnect: self.preconnect && !self.idle_timeout.is_zero(),
             shutdown_timeout: self.shutdown_timeout,
             handler: self.handler,
             retry: self.retry,
@@ -581,6 +672,8 @@ impl Builder {
             batch_scheduling: self.batch_scheduling,
             #[cfg(test)]
             panic_at_message: None,
+            #[cfg(test)]
+            lookup: None,
         })
     }
 }
@@ -747,6 +840,33 @@ mod tests {
             ),
             "text/csv",
             "whichever order the calls come in"
+        );
+    }
+
+    #[test]
+    fn connection_settings_are_bounded() {
+        match config(builder().dns_refresh(MAX_DNS_REFRESH + Duration::from_nanos(1))) {
+            Err(BuildError::InvalidSetting(text)) => {
+                assert!(text.contains("dns_refresh"), "{text}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let c = config(builder()).expect("defaults");
+        assert_eq!(c.dns_refresh, Some(DEFAULT_DNS_REFRESH));
+        assert!(!c.preconnect);
+        let c = config(builder().dns_refresh(MAX_DNS_REFRESH)).expect("at the bound");
+        assert_eq!(c.dns_refresh, Some(MAX_DNS_REFRESH));
+        let c = config(builder().dns_refresh(Duration::ZERO)).expect("zero");
+        assert_eq!(c.dns_refresh, None, "zero: only after connect failures");
+        assert!(
+            config(builder().preconnect(true))
+                .expect("build")
+                .preconnect
+        );
+        let never_idle = builder().preconnect(true).idle_timeout(Duration::ZERO);
+        assert!(
+            !config(never_idle).expect("build").preconnect,
+            "nothing can be kept open ahead without idle time"
         );
     }
 

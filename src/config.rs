@@ -5,6 +5,10 @@
 //! [`Builder`]: crate::Builder
 
 use std::fmt;
+#[cfg(test)]
+use std::io;
+#[cfg(test)]
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +39,13 @@ pub const MAX_QUEUE_SIZE: usize = 1 << 24;
 /// The most event-loop threads a client may have.
 pub const MAX_THREADS: usize = 1024;
 
+/// Default period of the background lookups of the endpoint's host name;
+/// see [`Builder::dns_refresh`](crate::Builder::dns_refresh).
+pub const DEFAULT_DNS_REFRESH: Duration = Duration::from_secs(60);
+/// The longest [`Builder::dns_refresh`](crate::Builder::dns_refresh) may
+/// be.
+pub const MAX_DNS_REFRESH: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// The longest [`Builder::message_ttl`](crate::Builder::message_ttl) may
 /// be.
 pub const MAX_MESSAGE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
@@ -62,6 +73,11 @@ pub enum Overflow {
 
 /// What a failed message is handed to.
 pub(crate) type Handler = Arc<dyn Fn(NotificationError) + Send + Sync>;
+
+/// Test-only: looks a host name and port up in place of the system's
+/// resolver.
+#[cfg(test)]
+pub(crate) type Lookup = Arc<dyn Fn(&str, u16) -> io::Result<Vec<SocketAddr>> + Send + Sync>;
 
 /// How requests are formed from queued messages.
 #[derive(Debug)]
@@ -109,6 +125,11 @@ pub(crate) struct Config {
     pub(crate) idle_timeout: Duration,
     /// Connections older than this (±10 %) are closed after their exchange.
     pub(crate) max_connection_age: Option<Duration>,
+    /// `..=MAX_DNS_REFRESH`: how often the host name is looked up again;
+    /// `None`: only after connections failed.
+    pub(crate) dns_refresh: Option<Duration>,
+    /// Every slot keeps a connection open ahead of messages.
+    pub(crate) preconnect: bool,
     pub(crate) shutdown_timeout: Option<Duration>,
     pub(crate) handler: Option<Handler>,
     pub(crate) retry: Option<RetryConfig>,
@@ -128,6 +149,10 @@ pub(crate) struct Config {
     /// panic when it takes its `n`-th message from the queue.
     #[cfg(test)]
     pub(crate) panic_at_message: Option<(usize, u64)>,
+    /// Test-only: resolves the host name in place of the system's resolver
+    /// (IP literals are never looked up).
+    #[cfg(test)]
+    pub(crate) lookup: Option<Lookup>,
 }
 
 impl Config {
@@ -162,6 +187,9 @@ impl fmt::Debug for Config {
             .field("batching", &self.batching)
             .field("timeout", &self.timeout)
             .field("idle_timeout", &self.idle_timeout)
+            .field("max_connection_age", &self.max_connection_age)
+            .field("dns_refresh", &self.dns_refresh)
+            .field("preconnect", &self.preconnect)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("handler", &self.handler.is_some())
             .field("retry", &self.retry)

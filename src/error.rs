@@ -74,8 +74,9 @@ impl NotifyError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum FailureKind {
-    /// The TCP connection could not be opened (refused, unreachable, name
-    /// resolution failed).
+    /// The TCP connection could not be opened: refused, unreachable, or
+    /// no address for the host name (its lookup failed, or had not ended
+    /// within the attempt's timeout).
     Connect,
     /// The TLS handshake failed: the server's certificate was not trusted or
     /// not for this host, or the server rejected the handshake with an

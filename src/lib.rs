@@ -44,8 +44,17 @@
 //!   full queue take the newest message and end the oldest as
 //!   [`FailureKind::Dropped`]; [`Builder::idempotency_key`] gives every
 //!   request a key its retries repeat, for servers that deduplicate.
-//! - **Threads**: the event loops' threads are spawned by the build and
-//!   wait for [`Client::start`]. The error handler runs on an event-loop
+//! - **Connections**: a host name is looked up on a resolver thread of
+//!   the client, never on an event loop (an IP literal needs none); the
+//!   address list is kept and refreshed in the background
+//!   ([`Builder::dns_refresh`]). A connect races the addresses, families
+//!   alternating, a new one every 250 ms while none has connected, and
+//!   keeps the first to connect. [`Builder::preconnect`] keeps every
+//!   slot's connection open ahead of messages, so that the first after a
+//!   quiet period pays no handshake; [`Builder::max_connection_age`]
+//!   retires old ones.
+//! - **Threads**: the event loops' threads (and, for a host name, the
+//!   resolver's) are spawned by the build and wait for [`Client::start`]. The error handler runs on an event-loop
 //!   thread; a slow handler delays that loop. A panic in it is caught and
 //!   counted. A loop that panics itself (a bug) fails the messages it held
 //!   as [`FailureKind::Internal`]; the others carry on, and `stop` returns.
@@ -129,8 +138,9 @@ pub use batch::{
 pub use builder::Builder;
 pub use client::Client;
 pub use config::{
-    Overflow, DEFAULT_CONTENT_TYPE, DEFAULT_IDLE_TIMEOUT, DEFAULT_QUEUE_SIZE, DEFAULT_TIMEOUT,
-    DEFAULT_WORKERS, DROP_HANDOFF, MAX_MESSAGE_TTL, MAX_QUEUE_SIZE, MAX_THREADS, MAX_WORKERS,
+    Overflow, DEFAULT_CONTENT_TYPE, DEFAULT_DNS_REFRESH, DEFAULT_IDLE_TIMEOUT, DEFAULT_QUEUE_SIZE,
+    DEFAULT_TIMEOUT, DEFAULT_WORKERS, DROP_HANDOFF, MAX_DNS_REFRESH, MAX_MESSAGE_TTL,
+    MAX_QUEUE_SIZE, MAX_THREADS, MAX_WORKERS,
 };
 pub use error::{BuildError, FailureKind, NotificationError, NotifyError, ProtocolError};
 pub use message::Message;

@@ -17,6 +17,10 @@
 //! allocations out of the client's account and to read the send time
 //! stamped in each body.
 //!
+//! Started with [`Sink::closing_idle`], it also closes a connection on
+//! which nothing arrived for a while, as servers close idle keep-alive
+//! connections (`benches/preconnect.rs`); [`Sink::start`] never does.
+//!
 //! Dropping the [`Sink`] stops its acceptor; connection threads end when
 //! their clients close the connections.
 //!
@@ -65,6 +69,10 @@ pub(crate) trait Observer: Send + Sync + 'static {
     fn request(&self, body: &[u8]) {
         let _ = body;
     }
+
+    /// Called when a sink started with [`Sink::closing_idle`] closes a
+    /// connection that was idle too long, as it closes it.
+    fn idle_closed(&self) {}
 }
 
 /// An observer that does nothing.
@@ -76,6 +84,8 @@ impl Observer for Quiet {}
 struct Shared {
     observer: Arc<dyn Observer>,
     tls: Option<Arc<ServerConfig>>,
+    /// Close a connection on which nothing arrived for this long.
+    idle_close: Option<Duration>,
 }
 
 /// The embedded HTTP/1.1 server.
@@ -91,7 +101,30 @@ impl Sink {
         tls: Option<Arc<ServerConfig>>,
         observer: Arc<dyn Observer>,
     ) -> io::Result<Sink> {
-        let shared = Arc::new(Shared { observer, tls });
+        Sink::launch(tls, observer, None)
+    }
+
+    /// Like [`Sink::start`], and closes every connection on which nothing
+    /// arrived for `idle` (no `close_notify` over TLS: the socket is
+    /// closed), telling the observer.
+    pub(crate) fn closing_idle(
+        tls: Option<Arc<ServerConfig>>,
+        observer: Arc<dyn Observer>,
+        idle: Duration,
+    ) -> io::Result<Sink> {
+        Sink::launch(tls, observer, Some(idle))
+    }
+
+    fn launch(
+        tls: Option<Arc<ServerConfig>>,
+        observer: Arc<dyn Observer>,
+        idle_close: Option<Duration>,
+    ) -> io::Result<Sink> {
+        let shared = Arc::new(Shared {
+            observer,
+            tls,
+            idle_close,
+        });
         let acceptor = {
             let inner = Arc::clone(&shared);
             Acceptor::start("sink", &shared.observer, move |stream| {
@@ -223,6 +256,8 @@ fn serve_spawned(stream: TcpStream, shared: &Arc<Shared>) {
 /// configuration (the handshake happens on the first read).
 fn serve_connection(stream: TcpStream, shared: &Shared) -> io::Result<()> {
     stream.set_nodelay(true)?;
+    // A read that waits this long fails: the connection was idle.
+    stream.set_read_timeout(shared.idle_close)?;
     match &shared.tls {
         None => serve(stream, shared),
         Some(config) => {
@@ -284,7 +319,8 @@ fn parse_head(buf: &[u8]) -> Result<Option<RequestHead>, &'static [u8]> {
     }))
 }
 
-/// Serves one keep-alive connection until the peer closes it.
+/// Serves one keep-alive connection until the peer closes it, or until
+/// it idles past the sink's idle limit, when it has one.
 ///
 /// Bytes accumulate in `buf[start..end]`; every complete request in it is
 /// answered, all answers of one read going out in one write.
@@ -310,7 +346,19 @@ fn serve(mut stream: impl Read + Write, shared: &Shared) -> io::Result<()> {
                 return stream.flush();
             }
         }
-        let read = stream.read(&mut buf[end..])?;
+        let read = match stream.read(&mut buf[end..]) {
+            Err(e)
+                if shared.idle_close.is_some()
+                    && matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+            {
+                shared.observer.idle_closed();
+                return Ok(());
+            }
+            read => read?,
+        };
         if read == 0 {
             return Ok(()); // The client closed the connection.
         }

@@ -93,10 +93,6 @@ impl Conn {
         })
     }
 
-    pub(crate) fn stream(&mut self) -> &mut TcpStream {
-        &mut self.stream
-    }
-
     /// Whether a read returning less than asked proves the socket drained
     /// (true for plain TCP; TLS may hold decrypted bytes back).
     pub(crate) fn short_read_drains(&self) -> bool {

@@ -16,15 +16,17 @@ use crate::message::Message;
 use crate::policy::ledger::{Attempt, Fate};
 use crate::policy::CircuitState;
 use crate::proto::compress::Compressor;
+use crate::runtime::dial::slot_of;
 use crate::runtime::job::{Job, Spare};
-use crate::runtime::queue::{Entry, NEW, STOPPING};
+use crate::runtime::queue::{Entry, NEW, RUNNING, STOPPING};
 use crate::runtime::shared::{deadline_after, LoopStats, Shared};
 use crate::runtime::slot::{Ctx, Finished, Slot};
 use crate::runtime::timers::RetryTimers;
 use crate::runtime::watch::{Idle, Watch};
 use crate::trace::{log_debug, log_warn};
 
-/// The token of the loop's `mio::Waker`; slots use their index.
+/// The token of the loop's `mio::Waker`; slots' sockets carry their
+/// slot's index (see [`slot_of`]).
 pub(crate) const WAKER: Token = Token(usize::MAX);
 
 thread_local! {
@@ -67,6 +69,9 @@ pub(crate) struct EventLoop {
     watching: bool,
     /// Whether the loop found the queue empty since it last found work.
     found_empty: bool,
+    /// The resolver's count of published lookups when the loop last let
+    /// its slots see them.
+    lookups_seen: u64,
 }
 
 /// Messages a loop took from the queue and has not ended: in a slot,
@@ -119,6 +124,7 @@ impl EventLoop {
             watching: false,
             found_empty: true,
             shared,
+            lookups_seen: 0,
         }
     }
 
@@ -135,6 +141,8 @@ impl EventLoop {
             self.die();
             return;
         }
+        // Nothing is left to deliver: no connection needs an address.
+        self.shared.resolver.stop();
         let registry = self.poll.registry();
         for slot in &mut self.slots {
             slot.close(registry);
@@ -159,6 +167,7 @@ impl EventLoop {
             let now = Instant::now();
             self.fail_dropped();
             self.expire(now);
+            self.addresses_published(now);
             self.fail_retries_if_open(now);
             let stopping = self.shared.queue.state() == STOPPING;
             let shutdown_at = if stopping {
@@ -172,6 +181,7 @@ impl EventLoop {
             } else {
                 self.fill(now)
             };
+            self.open_ahead(now);
             if stopping && self.shared.queue.in_system() == 0 {
                 self.stop_watching();
                 return;
@@ -242,6 +252,7 @@ impl EventLoop {
             .filter_map(Slot::deadline)
             .chain(self.retries.next_due())
             .chain(self.linger_due())
+            .chain(self.open_ahead_due(now))
             .chain(wake_by)
             .min();
         let timeout = next.map(|at| at.saturating_duration_since(now));
@@ -263,8 +274,11 @@ impl EventLoop {
             self.watch.socket_event(now);
         }
         for event in events.iter() {
-            let Some(slot) = self.slots.get_mut(event.token().0) else {
-                continue; // the waker
+            if event.token() == WAKER {
+                continue;
+            }
+            let Some(slot) = self.slots.get_mut(slot_of(event.token())) else {
+                continue;
             };
             let ended = slot.ready(
                 &ctx(&self.poll, &self.shared, self.id),
@@ -282,12 +296,59 @@ impl EventLoop {
     fn expire(&mut self, now: Instant) {
         for i in 0..self.slots.len() {
             if self.slots[i].deadline().is_some_and(|d| d <= now) {
-                let ended = self.slots[i].expire(&ctx(&self.poll, &self.shared, self.id));
+                let ended = self.slots[i].expire(&ctx(&self.poll, &self.shared, self.id), now);
                 if let Some(f) = ended {
                     self.attempt_ended(f, now);
                 }
             }
         }
+    }
+
+    /// Lets slots waiting for an address see the lookups published since
+    /// the loop last looked (one atomic load when there are none).
+    fn addresses_published(&mut self, now: Instant) {
+        let published = self.shared.resolver.published();
+        if published == self.lookups_seen {
+            return;
+        }
+        self.lookups_seen = published;
+        for i in 0..self.slots.len() {
+            let ended =
+                self.slots[i].address_published(&ctx(&self.poll, &self.shared, self.id), now);
+            if let Some(f) = ended {
+                self.attempt_ended(f, now);
+            }
+        }
+    }
+
+    /// Whether slots open connections ahead of messages now: with
+    /// `preconnect`, while the client runs and the circuit is closed.
+    fn opens_ahead(&self, now: Instant) -> bool {
+        self.shared.config.preconnect
+            && self.shared.queue.state() == RUNNING
+            && self.shared.ledger.circuit(self.shared.millis(now)) == CircuitState::Closed
+    }
+
+    /// Opens a connection ahead of messages on every slot that has none
+    /// and whose backoff after failed openings has passed.
+    fn open_ahead(&mut self, now: Instant) {
+        if !self.opens_ahead(now) {
+            return;
+        }
+        let ctx = ctx(&self.poll, &self.shared, self.id);
+        for slot in &mut self.slots {
+            if slot.may_open_ahead(now) {
+                slot.open_ahead(&ctx, now);
+            }
+        }
+    }
+
+    /// When the next slot backing off may open a connection ahead.
+    fn open_ahead_due(&self, now: Instant) -> Option<Instant> {
+        if !self.opens_ahead(now) {
+            return None;
+        }
+        self.slots.iter().filter_map(Slot::opens_ahead_at).min()
     }
 
     /// Gives due retries, then batches of queued messages, to free slots,
@@ -514,6 +575,10 @@ impl EventLoop {
         }
         if settled.closed_circuit {
             log_debug!("circuit breaker closed: the probe succeeded");
+            if self.shared.config.preconnect {
+                // Loops that held back their openings ahead resume them.
+                self.shared.queue.wake_all();
+            }
         }
         match settled.fate {
             Fate::Retry(wait) => {
@@ -652,6 +717,7 @@ fn ctx<'a>(poll: &'a Poll, shared: &'a Shared, id: usize) -> Ctx<'a> {
         config: &shared.config,
         ledger: &shared.ledger,
         stats: &shared.loops[id],
+        resolver: &shared.resolver,
     }
 }
 

@@ -1,10 +1,13 @@
-//! The only place with sockets, threads and clocks: the shared queue and
-//! the event loops that drain it.
+//! The only place with sockets, threads and clocks: the shared queue, the
+//! event loops that drain it, and the resolver thread that looks the
+//! endpoint's host name up for them.
 
+pub(crate) mod dial;
 pub(crate) mod event_loop;
 pub(crate) mod job;
 pub(crate) mod park;
 pub(crate) mod queue;
+pub(crate) mod resolver;
 pub(crate) mod sched;
 pub(crate) mod shared;
 pub(crate) mod slot;
@@ -25,11 +28,14 @@ use event_loop::{on_loop_thread, EventLoop, WAKER};
 use queue::{Queue, Refused};
 use shared::Shared;
 
-/// A client's running part: the shared state and the event-loop threads.
+/// A client's running part: the shared state, the event-loop threads and,
+/// for a host name, the resolver's thread.
 ///
 /// The threads are spawned when it is made and wait for [`Runtime::start`]
 /// (or [`Runtime::stop`]), so a thread that cannot be spawned is an error
-/// of the build, never a panic of `start`.
+/// of the build, never a panic of `start`. The resolver's thread is not
+/// joined: a lookup cannot be cut short, so one under way at `stop` is
+/// left to end on its own, and the thread with it.
 pub(crate) struct Runtime {
     shared: Arc<Shared>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -94,6 +100,24 @@ impl Runtime {
                 }
             }
         }
+        if runtime.shared.resolver.needs_thread() {
+            // Each published lookup wakes the loops, whose slots may wait
+            // for it; the thread does not keep the client's state alive.
+            let shared = Arc::downgrade(&runtime.shared);
+            let spawned = resolver::spawn(
+                Arc::clone(&runtime.shared.resolver),
+                &runtime.shared.config,
+                move || {
+                    if let Some(shared) = shared.upgrade() {
+                        shared.queue.wake_all();
+                    }
+                },
+            );
+            if let Err(e) = spawned {
+                runtime.stop();
+                return Err(e);
+            }
+        }
         Ok(runtime)
     }
 
@@ -108,6 +132,7 @@ impl Runtime {
     /// Lets the loops run; no effect once started or stopped.
     pub(crate) fn start(&self) {
         if self.shared.queue.start() {
+            self.shared.resolver.start();
             self.shared.queue.wake_all();
         }
     }
@@ -171,6 +196,8 @@ impl Runtime {
             // left to report from a join.
             let _ = handle.join();
         }
+        // No loop needs an address any more.
+        self.shared.resolver.stop();
         if self.shared.all_loops_dead() {
             event_loop::fail_stranded(&self.shared);
         }

@@ -1,9 +1,9 @@
 //! What a client's handle and its event loops share while it runs: the
-//! queue, the configuration, the ledger (with the breaker's word), each
-//! loop's counters, and the shutdown deadline.
+//! queue, the configuration, the ledger (with the breaker's word), the
+//! endpoint's addresses, each loop's counters, and the shutdown deadline.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
@@ -11,6 +11,7 @@ use crossbeam_utils::CachePadded;
 use crate::config::Config;
 use crate::policy::ledger::Ledger;
 use crate::runtime::queue::Queue;
+use crate::runtime::resolver::Resolver;
 use crate::stats::Stats;
 
 /// The counters one event loop writes, and whether it died.
@@ -33,6 +34,8 @@ pub(crate) struct Shared {
     pub(crate) queue: Queue,
     pub(crate) config: Config,
     pub(crate) ledger: Ledger,
+    /// Shared with the resolver's thread, for a host name.
+    pub(crate) resolver: Arc<Resolver>,
     pub(crate) loops: Box<[CachePadded<LoopStats>]>,
     /// Loops that have not died of a panic.
     alive: AtomicUsize,
@@ -51,6 +54,7 @@ impl Shared {
         Shared {
             queue,
             ledger: Ledger::new(config.retry.clone(), config.breaker.as_ref()),
+            resolver: Arc::new(Resolver::new(&config)),
             alive: AtomicUsize::new(config.threads),
             loops,
             config,

@@ -3,15 +3,20 @@
 //! named for what they wait for:
 //!
 //! ```text
-//! Closed ─► AwaitConnect ─► AwaitHandshake ─► Send ─► AwaitHead ─► DrainBody ─► Idle
-//!   ▲            │ (next address)                         │ outcome decided  │   │
-//!   └────────────┴──── failure, timeout, close ◄──────────┴──────────────────┘   │
-//!                                      Send ◄── the next message ────────────────┘
+//! Closed ─► (AwaitAddress) ─► AwaitConnect ─► AwaitHandshake ─► Send ─► AwaitHead ─► DrainBody ─► Idle
+//!   ▲                              │ (addresses raced)                    │ outcome decided  │   │
+//!   └──────────────────────────────┴──── failure, timeout, close ◄────────┴──────────────────┘   │
+//!                                                      Send ◄── the next message ────────────────┘
 //! ```
 //!
 //! A state carries what it needs: the request under way (the message and
-//! its attempt's deadline) exists only from `AwaitConnect` to `AwaitHead`;
-//! `DrainBody` has its own short deadline, `Idle` its expiry.
+//! its attempt's deadline) exists only from `AwaitAddress` to `AwaitHead`;
+//! `DrainBody` has its own short deadline, `Idle` its expiry. A slot waits
+//! in `AwaitAddress` only while the resolver has no address list yet; its
+//! loop moves it on when a lookup's outcome is published. With
+//! `preconnect` a slot also opens its connection ahead of any message
+//! (`AwaitAddress` to `AwaitHandshake` with no request, then `Idle`); a
+//! message that finds it still opening takes that opening over.
 //!
 //! Sockets are registered for both READABLE and WRITABLE once, when they
 //! are opened, and never re-registered: mio is edge-triggered, so a slot
@@ -20,20 +25,21 @@
 //! event for both directions) cost one failed syscall at most.
 
 use std::io;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
-use mio::net::TcpStream;
-use mio::{Interest, Registry, Token};
+use mio::{Registry, Token};
 
 use crate::config::Config;
 use crate::conn::{Conn, ConnError};
 use crate::error::{Cause, Failure, FailureKind, ProtocolError};
 use crate::policy::ledger::Ledger;
+use crate::policy::redial::Redial;
 use crate::proto::request::{Cursor, RequestKey};
 use crate::proto::response::{Head, ResponseDecoder, Step, MAX_HEAD};
+use crate::runtime::dial::{Dial, Dialed};
 use crate::runtime::job::Job;
+use crate::runtime::resolver::{Answer, Resolver, Ticket};
 use crate::runtime::shared::{deadline_after, earlier, LoopStats};
 use crate::trace::{log_debug, log_warn};
 
@@ -75,6 +81,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) ledger: &'a Ledger,
     /// The loop's counters: the slot counts the requests it writes.
     pub(crate) stats: &'a LoopStats,
+    /// The endpoint's addresses; told of connects that failed.
+    pub(crate) resolver: &'a Resolver,
 }
 
 /// A request under way: its job (the messages it carries) and its
@@ -85,19 +93,41 @@ struct Exchange {
     deadline: Option<Instant>,
 }
 
+/// What a connection is being opened for.
+#[derive(Debug)]
+enum Opening {
+    /// The request it will carry.
+    Request(Exchange),
+    /// None yet: it is opened ahead of messages (`preconnect`), and must
+    /// be open by `deadline`.
+    Ahead { deadline: Option<Instant> },
+}
+
+impl Opening {
+    fn deadline(&self) -> Option<Instant> {
+        match self {
+            Opening::Request(exchange) => exchange.deadline,
+            Opening::Ahead { deadline } => *deadline,
+        }
+    }
+
+    fn is_ahead(&self) -> bool {
+        matches!(self, Opening::Ahead { .. })
+    }
+}
+
 #[derive(Debug)]
 enum Phase {
     /// No connection.
     Closed,
-    /// A non-blocking connect under way to `addrs[next - 1]`; the others
-    /// from `next` on are tried if it fails.
-    AwaitConnect {
-        exchange: Exchange,
-        addrs: Vec<SocketAddr>,
-        next: usize,
-    },
+    /// The resolver has no address list yet: waiting for the lookup that
+    /// answers `ticket`.
+    AwaitAddress { opening: Opening, ticket: Ticket },
+    /// Non-blocking connects under way, raced over the addresses; the
+    /// first to connect becomes the connection.
+    AwaitConnect { opening: Opening, dial: Dial },
     /// The TLS handshake under way (passed at once over plain TCP).
-    AwaitHandshake { exchange: Exchange },
+    AwaitHandshake { opening: Opening },
     /// Writing the request: `cursor` says how far; `sent_before` is the
     /// connection's byte count when it began, unchanged while the kernel
     /// has taken none of it.
@@ -125,6 +155,18 @@ enum Phase {
     },
 }
 
+impl Phase {
+    /// What the connection is being opened for, while it is.
+    fn opening(&self) -> Option<&Opening> {
+        match self {
+            Phase::AwaitAddress { opening, .. }
+            | Phase::AwaitConnect { opening, .. }
+            | Phase::AwaitHandshake { opening } => Some(opening),
+            _ => None,
+        }
+    }
+}
+
 /// Whether a state handler made progress worth continuing.
 enum Flow {
     Continue,
@@ -149,10 +191,16 @@ enum Next {
 pub(crate) struct Slot {
     token: Token,
     phase: Phase,
-    /// Present in every phase but `Closed`.
+    /// Present from `AwaitHandshake` on.
     conn: Option<Conn>,
-    /// The connection has carried a complete exchange before.
+    /// The connection sat idle before the request under way: it carried a
+    /// complete exchange before, or was opened ahead of any. The server
+    /// may have closed it meanwhile.
     reused: bool,
+    /// When the connection was established.
+    opened_at: Instant,
+    /// When the slot may open its next connection ahead of messages.
+    redial: Redial,
     /// How long the connection may sit idle: the configured limit, lowered
     /// by the server's `Keep-Alive` hint.
     idle_limit: Duration,
@@ -181,6 +229,8 @@ impl Slot {
             phase: Phase::Closed,
             conn: None,
             reused: false,
+            opened_at: Instant::now(),
+            redial: Redial::default(),
             idle_limit: Duration::ZERO,
             retire_at: None,
             read_closed: false,
@@ -192,9 +242,13 @@ impl Slot {
         }
     }
 
-    /// Whether the slot can take a message now.
+    /// Whether the slot can take a message now: it has no request, though
+    /// it may be opening a connection ahead of one.
     pub(crate) fn is_free(&self) -> bool {
-        matches!(self.phase, Phase::Closed | Phase::Idle { .. })
+        match &self.phase {
+            Phase::Closed | Phase::Idle { .. } => true,
+            phase => phase.opening().is_some_and(Opening::is_ahead),
+        }
     }
 
     /// Whether the slot holds an open, unused connection.
@@ -202,15 +256,17 @@ impl Slot {
         matches!(self.phase, Phase::Idle { .. })
     }
 
-    /// When the slot must act without an event: the attempt's deadline,
-    /// the end of a body's drain, or an idle connection's expiry.
+    /// When the slot must act without an event: the attempt's deadline (or
+    /// an opening's ahead of messages), the start of a connect's next
+    /// address, the end of a body's drain, or an idle connection's expiry.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         match &self.phase {
             Phase::Closed => None,
-            Phase::AwaitConnect { exchange, .. }
-            | Phase::AwaitHandshake { exchange }
-            | Phase::Send { exchange, .. }
-            | Phase::AwaitHead { exchange, .. } => exchange.deadline,
+            Phase::AwaitAddress { opening, .. } | Phase::AwaitHandshake { opening } => {
+                opening.deadline()
+            }
+            Phase::AwaitConnect { opening, dial } => earlier(opening.deadline(), dial.due()),
+            Phase::Send { exchange, .. } | Phase::AwaitHead { exchange, .. } => exchange.deadline,
             Phase::DrainBody { until, .. } | Phase::Idle { until, .. } => *until,
         }
     }
@@ -228,7 +284,97 @@ impl Slot {
                 self.drained = false;
                 self.drive(ctx, now);
             }
-            _ => self.connect(ctx, exchange),
+            // Opening ahead of messages: the request takes it over.
+            Phase::AwaitAddress {
+                opening: Opening::Ahead { .. },
+                ticket,
+            } => {
+                self.phase = Phase::AwaitAddress {
+                    opening: Opening::Request(exchange),
+                    ticket,
+                }
+            }
+            Phase::AwaitConnect {
+                opening: Opening::Ahead { .. },
+                dial,
+            } => {
+                self.phase = Phase::AwaitConnect {
+                    opening: Opening::Request(exchange),
+                    dial,
+                }
+            }
+            Phase::AwaitHandshake {
+                opening: Opening::Ahead { .. },
+            } => {
+                self.phase = Phase::AwaitHandshake {
+                    opening: Opening::Request(exchange),
+                }
+            }
+            _ => {
+                if let Flow::Continue = self.connect(ctx, Opening::Request(exchange), now) {
+                    self.drive(ctx, now);
+                }
+            }
+        }
+        self.finished.take()
+    }
+
+    /// Whether the slot may open a connection ahead of messages at `now`:
+    /// it has none, and its backoff after failed openings has passed.
+    pub(crate) fn may_open_ahead(&self, now: Instant) -> bool {
+        matches!(self.phase, Phase::Closed) && self.redial.due().is_none_or(|at| at <= now)
+    }
+
+    /// When a slot without a connection may open one ahead of messages,
+    /// when it is backing off.
+    pub(crate) fn opens_ahead_at(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Closed => self.redial.due(),
+            _ => None,
+        }
+    }
+
+    /// Opens a connection ahead of messages; the slot has none.
+    pub(crate) fn open_ahead(&mut self, ctx: &Ctx<'_>, now: Instant) {
+        debug_assert!(matches!(self.phase, Phase::Closed));
+        let opening = Opening::Ahead {
+            deadline: deadline_after(now, ctx.config.timeout),
+        };
+        if let Flow::Continue = self.connect(ctx, opening, now) {
+            self.drive(ctx, now);
+        }
+    }
+
+    /// A lookup's outcome was published: a slot waiting for an address
+    /// goes on with the list, or fails with the lookup's error.
+    pub(crate) fn address_published(&mut self, ctx: &Ctx<'_>, now: Instant) -> Option<Finished> {
+        let (opening, found) = match std::mem::replace(&mut self.phase, Phase::Closed) {
+            Phase::AwaitAddress { opening, ticket } => match ctx.resolver.answer(ticket) {
+                Answer::Ready(addrs) => (opening, Ok(addrs)),
+                Answer::Failed(e) => (opening, Err(e)),
+                Answer::Pending => {
+                    self.phase = Phase::AwaitAddress { opening, ticket };
+                    return None;
+                }
+            },
+            other => {
+                self.phase = other;
+                return None;
+            }
+        };
+        match found {
+            Ok(addrs) => {
+                log_debug!(slot = self.token.0, addresses = ?addrs, "resolved");
+                self.phase = Phase::AwaitConnect {
+                    opening,
+                    dial: Dial::new(addrs),
+                };
+                self.drive(ctx, now);
+            }
+            Err(e) => {
+                let failure = Failure::caused(FailureKind::Connect, Cause::SharedIo(e));
+                self.fail_opening(ctx, opening, failure, now);
+            }
         }
         self.finished.take()
     }
@@ -247,10 +393,38 @@ impl Slot {
         self.finished.take()
     }
 
-    /// Acts on a passed deadline: the attempt times out; a body's drain or
-    /// an idle connection ends with its connection.
-    pub(crate) fn expire(&mut self, ctx: &Ctx<'_>) -> Option<Finished> {
-        let exchange = self.take_exchange();
+    /// Acts on a passed deadline: the next address of a connect joins the
+    /// race; the attempt (or an opening ahead of messages) times out; a
+    /// body's drain or an idle connection ends with its connection. An
+    /// attempt still waiting for an address fails as `Connect`.
+    pub(crate) fn expire(&mut self, ctx: &Ctx<'_>, now: Instant) -> Option<Finished> {
+        let failure = match &self.phase {
+            Phase::AwaitConnect { opening, .. } if opening.deadline().is_none_or(|at| at > now) => {
+                self.drive(ctx, now);
+                return self.finished.take();
+            }
+            Phase::AwaitAddress { .. } => {
+                let e = io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the host name's lookup did not end within the timeout",
+                );
+                Failure::caused(FailureKind::Connect, Cause::Io(e))
+            }
+            Phase::AwaitConnect { .. } => {
+                ctx.resolver.connect_failed();
+                Failure::of(FailureKind::Timeout)
+            }
+            Phase::Idle { .. } => {
+                self.redial
+                    .closed_idle(now, self.opened_at, fastrand::f64());
+                Failure::of(FailureKind::Timeout)
+            }
+            _ => Failure::of(FailureKind::Timeout),
+        };
+        if self.phase.opening().is_some() {
+            self.redial.failed(now, fastrand::f64());
+        }
+        let exchange = self.take_exchange(ctx.registry);
         #[cfg(feature = "tracing")]
         if let Some(exchange) = &exchange {
             log_warn!(
@@ -262,23 +436,36 @@ impl Slot {
         self.close(ctx.registry);
         exchange.map(|exchange| Finished {
             job: exchange.job,
-            result: Err(Failure::of(FailureKind::Timeout)),
+            result: Err(failure),
         })
     }
 
     /// Gives up the attempt under way, if any, closing its connection.
     pub(crate) fn abandon(&mut self, registry: &Registry) -> Option<Job> {
-        let exchange = self.take_exchange()?;
+        let exchange = self.take_exchange(registry)?;
         self.close(registry);
         Some(exchange.job)
     }
 
     /// Takes the request under way out of its state (which the caller
-    /// then ends); the slot is left as it was when there is none.
-    fn take_exchange(&mut self) -> Option<Exchange> {
+    /// then ends, closing the connection); the slot is left as it was when
+    /// there is none.
+    fn take_exchange(&mut self, registry: &Registry) -> Option<Exchange> {
         match std::mem::replace(&mut self.phase, Phase::Closed) {
-            Phase::AwaitConnect { exchange, .. }
-            | Phase::AwaitHandshake { exchange }
+            Phase::AwaitConnect {
+                opening: Opening::Request(exchange),
+                dial,
+            } => {
+                dial.close(registry);
+                Some(exchange)
+            }
+            Phase::AwaitAddress {
+                opening: Opening::Request(exchange),
+                ..
+            }
+            | Phase::AwaitHandshake {
+                opening: Opening::Request(exchange),
+            }
             | Phase::Send { exchange, .. }
             | Phase::AwaitHead { exchange, .. } => Some(exchange),
             other => {
@@ -288,13 +475,17 @@ impl Slot {
         }
     }
 
-    /// Closes the connection, if any; the slot is `Closed`.
+    /// Closes the connection, and the connects under way, if any; the slot
+    /// is `Closed`.
     pub(crate) fn close(&mut self, registry: &Registry) {
         if let Some(conn) = self.conn.take() {
             log_debug!(slot = self.token.0, "connection closed");
             conn.close(registry);
         }
-        self.phase = Phase::Closed;
+        if let Phase::AwaitConnect { dial, .. } = std::mem::replace(&mut self.phase, Phase::Closed)
+        {
+            dial.close(registry);
+        }
         self.read_closed = false;
         self.start = 0;
         self.end = 0;
@@ -359,83 +550,59 @@ impl Slot {
         };
     }
 
-    /// Opens a fresh connection for `exchange`.
-    fn connect(&mut self, ctx: &Ctx<'_>, exchange: Exchange) {
+    /// Opens a fresh connection for `opening`: with the resolver's
+    /// addresses, or, while it has none, once a lookup publishes some.
+    /// `Continue` when the connects are to start.
+    fn connect(&mut self, ctx: &Ctx<'_>, opening: Opening, now: Instant) -> Flow {
         self.close(ctx.registry);
         self.reused = false;
         self.idle_limit = ctx.config.idle_timeout;
         self.retire_at = ctx.config.max_connection_age.and_then(|age| {
             // ±10 %, so that connections opened together do not all go
             // together.
-            deadline_after(Instant::now(), age.mul_f64(0.9 + 0.2 * fastrand::f64()))
+            deadline_after(now, age.mul_f64(0.9 + 0.2 * fastrand::f64()))
         });
-        match ctx.config.endpoint.resolve() {
+        match ctx.resolver.addresses() {
             Ok(addrs) => {
                 log_debug!(slot = self.token.0, addresses = ?addrs, "resolved");
-                self.connect_next(ctx, exchange, addrs, 0, None);
+                self.phase = Phase::AwaitConnect {
+                    opening,
+                    dial: Dial::new(addrs),
+                };
+                Flow::Continue
             }
-            Err(e) => {
-                self.fail(
-                    ctx,
-                    exchange,
-                    Failure::caused(FailureKind::Connect, Cause::Io(e)),
-                );
+            Err(ticket) => {
+                log_debug!(slot = self.token.0, "waiting for the host name's addresses");
+                self.phase = Phase::AwaitAddress { opening, ticket };
+                Flow::Wait
             }
         }
     }
 
-    /// Tries the addresses from `next` on, in order.
-    fn connect_next(
+    /// An opening failed: the request's attempt fails with it; an opening
+    /// ahead of messages only closes. Either way the next opening ahead
+    /// backs off.
+    fn fail_opening(
         &mut self,
         ctx: &Ctx<'_>,
-        exchange: Exchange,
-        addrs: Vec<SocketAddr>,
-        mut next: usize,
-        mut last: Option<io::Error>,
+        opening: Opening,
+        failure: Failure,
+        now: Instant,
     ) -> Flow {
-        self.close(ctx.registry);
-        while let Some(&addr) = addrs.get(next) {
-            next += 1;
-            let opened = TcpStream::connect(addr).and_then(|mut stream| {
-                ctx.registry
-                    .register(
-                        &mut stream,
-                        self.token,
-                        Interest::READABLE | Interest::WRITABLE,
-                    )
-                    .map(|()| stream)
-            });
-            let stream = match opened {
-                Ok(stream) => stream,
-                Err(e) => {
-                    last = Some(e);
-                    continue;
-                }
-            };
-            let conn = match &ctx.config.tls {
-                None => Conn::plain(stream),
-                Some(tls) => match Conn::tls(stream, tls.config.clone(), tls.name.clone()) {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        let failure = Failure::caused(FailureKind::Tls, Cause::Tls(e));
-                        return self.fail(ctx, exchange, failure);
-                    }
-                },
-            };
-            self.conn = Some(conn);
-            self.phase = Phase::AwaitConnect {
-                exchange,
-                addrs,
-                next,
-            };
-            return Flow::Wait;
+        self.redial.failed(now, fastrand::f64());
+        match opening {
+            Opening::Request(exchange) => self.fail(ctx, exchange, failure),
+            Opening::Ahead { .. } => {
+                log_debug!(
+                    slot = self.token.0,
+                    kind = ?failure.kind,
+                    cause = ?failure.cause,
+                    "opening ahead of messages failed"
+                );
+                self.close(ctx.registry);
+                Flow::Wait
+            }
         }
-        let e = last.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"));
-        self.fail(
-            ctx,
-            exchange,
-            Failure::caused(FailureKind::Connect, Cause::Io(e)),
-        )
     }
 
     /// Runs the state machine until it waits for an event.
@@ -444,91 +611,97 @@ impl Slot {
     }
 
     fn step(&mut self, ctx: &Ctx<'_>, now: Instant) -> Flow {
-        if self.conn.is_none() {
+        // Waiting for addresses, the slot has no socket; connecting, only
+        // the dial's.
+        if self.conn.is_none() && !matches!(self.phase, Phase::AwaitConnect { .. }) {
             return Flow::Wait;
         }
         match std::mem::replace(&mut self.phase, Phase::Closed) {
             Phase::Closed => Flow::Wait,
-            Phase::AwaitConnect {
-                exchange,
-                addrs,
-                next,
-            } => self.on_connect(ctx, exchange, addrs, next),
-            Phase::AwaitHandshake { exchange } => self.on_handshake(ctx, exchange),
+            Phase::AwaitAddress { opening, ticket } => {
+                self.phase = Phase::AwaitAddress { opening, ticket };
+                Flow::Wait
+            }
+            Phase::AwaitConnect { opening, dial } => self.on_connect(ctx, now, opening, dial),
+            Phase::AwaitHandshake { opening } => self.on_handshake(ctx, now, opening),
             Phase::Send {
                 exchange,
                 cursor,
                 sent_before,
-            } => self.on_send(ctx, exchange, cursor, sent_before),
+            } => self.on_send(ctx, now, exchange, cursor, sent_before),
             Phase::AwaitHead { exchange, decoder } => self.on_head(ctx, now, exchange, decoder),
             Phase::DrainBody { decoder, until } => self.on_drain(ctx, now, decoder, until),
-            Phase::Idle { since, until } => self.on_idle(ctx, since, until),
+            Phase::Idle { since, until } => self.on_idle(ctx, now, since, until),
         }
     }
 
-    fn on_connect(
-        &mut self,
-        ctx: &Ctx<'_>,
-        exchange: Exchange,
-        addrs: Vec<SocketAddr>,
-        next: usize,
-    ) -> Flow {
-        let Some(stream) = self.conn.as_mut().map(Conn::stream) else {
-            return Flow::Wait;
-        };
-        match stream.take_error() {
-            Ok(None) => {}
-            Ok(Some(e)) | Err(e) => return self.connect_next(ctx, exchange, addrs, next, Some(e)),
-        }
-        match stream.peer_addr() {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                self.phase = Phase::AwaitConnect {
-                    exchange,
-                    addrs,
-                    next,
-                };
+    fn on_connect(&mut self, ctx: &Ctx<'_>, now: Instant, opening: Opening, dial: Dial) -> Flow {
+        let stream = match dial.advance(ctx.registry, self.token.0, now) {
+            Dialed::Pending(dial) => {
+                self.phase = Phase::AwaitConnect { opening, dial };
                 return Flow::Wait;
             }
-            Err(e) => return self.connect_next(ctx, exchange, addrs, next, Some(e)),
-        }
+            Dialed::Failed(e) => {
+                ctx.resolver.connect_failed();
+                let failure = Failure::caused(FailureKind::Connect, Cause::Io(e));
+                return self.fail_opening(ctx, opening, failure, now);
+            }
+            Dialed::Connected(stream) => stream,
+        };
         log_debug!(slot = self.token.0, peer = ?stream.peer_addr().ok(), "connection opened");
+        self.opened_at = now;
         // Small requests must not wait for Nagle's algorithm; a failure
         // here only costs latency.
         let _: io::Result<()> = stream.set_nodelay(true);
-        self.phase = Phase::AwaitHandshake { exchange };
+        let conn = match &ctx.config.tls {
+            None => Conn::plain(stream),
+            Some(tls) => match Conn::tls(stream, tls.config.clone(), tls.name.clone()) {
+                Ok(conn) => conn,
+                Err(e) => {
+                    let failure = Failure::caused(FailureKind::Tls, Cause::Tls(e));
+                    return self.fail_opening(ctx, opening, failure, now);
+                }
+            },
+        };
+        self.conn = Some(conn);
+        self.phase = Phase::AwaitHandshake { opening };
         Flow::Continue
     }
 
-    fn on_handshake(&mut self, ctx: &Ctx<'_>, exchange: Exchange) -> Flow {
+    fn on_handshake(&mut self, ctx: &Ctx<'_>, now: Instant, opening: Opening) -> Flow {
         let Some(conn) = self.conn.as_mut() else {
             return Flow::Wait;
         };
         match conn.handshake() {
-            Ok(true) => {
-                self.begin_request(exchange);
-                Flow::Continue
-            }
+            Ok(true) => match opening {
+                Opening::Request(exchange) => {
+                    self.begin_request(exchange);
+                    Flow::Continue
+                }
+                Opening::Ahead { .. } => {
+                    self.go_idle(now);
+                    Flow::Wait
+                }
+            },
             Ok(false) => {
-                self.phase = Phase::AwaitHandshake { exchange };
+                self.phase = Phase::AwaitHandshake { opening };
                 Flow::Wait
             }
-            Err(ConnError::Tls(e)) => self.fail(
-                ctx,
-                exchange,
-                Failure::caused(FailureKind::Tls, Cause::Tls(e)),
-            ),
-            Err(ConnError::Io(e)) => self.fail(
-                ctx,
-                exchange,
-                Failure::caused(FailureKind::Io, Cause::Io(e)),
-            ),
+            Err(ConnError::Tls(e)) => {
+                let failure = Failure::caused(FailureKind::Tls, Cause::Tls(e));
+                self.fail_opening(ctx, opening, failure, now)
+            }
+            Err(ConnError::Io(e)) => {
+                let failure = Failure::caused(FailureKind::Io, Cause::Io(e));
+                self.fail_opening(ctx, opening, failure, now)
+            }
         }
     }
 
     fn on_send(
         &mut self,
         ctx: &Ctx<'_>,
+        now: Instant,
         exchange: Exchange,
         mut cursor: Cursor,
         sent_before: u64,
@@ -547,7 +720,7 @@ impl Slot {
             match conn.write(&request, &cursor) {
                 Ok(0) => {
                     let e = io::ErrorKind::WriteZero.into();
-                    return self.write_failed(ctx, exchange, sent_before, e);
+                    return self.write_failed(ctx, now, exchange, sent_before, e);
                 }
                 Ok(k) => request.advance(&mut cursor, k),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -559,7 +732,7 @@ impl Slot {
                     return Flow::Wait;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return self.write_failed(ctx, exchange, sent_before, e),
+                Err(e) => return self.write_failed(ctx, now, exchange, sent_before, e),
             }
         }
         match conn.flush() {
@@ -581,7 +754,7 @@ impl Slot {
                 };
                 Flow::Wait
             }
-            Err(e) => self.write_failed(ctx, exchange, sent_before, e),
+            Err(e) => self.write_failed(ctx, now, exchange, sent_before, e),
         }
     }
 
@@ -592,14 +765,14 @@ impl Slot {
     fn write_failed(
         &mut self,
         ctx: &Ctx<'_>,
+        now: Instant,
         mut exchange: Exchange,
         sent_before: u64,
         e: io::Error,
     ) -> Flow {
         let untouched = self.conn.as_ref().map_or(0, Conn::sent) == sent_before;
         if untouched && self.reused && ctx.ledger.may_resend(exchange.job.record()) {
-            self.connect(ctx, exchange);
-            return Flow::Wait;
+            return self.connect(ctx, Opening::Request(exchange), now);
         }
         self.fail(
             ctx,
@@ -621,6 +794,8 @@ impl Slot {
                 Flow::Wait
             }
             Next::Head(head) => {
+                // The server answers: openings ahead start afresh.
+                self.redial.served();
                 // A 408 read as the answer on a reused connection is the
                 // server's goodbye to a connection it found idle: it never
                 // read the request. Sent again on a fresh connection, like a
@@ -629,8 +804,7 @@ impl Slot {
                 // verdict and a failure like any other status.
                 if head.status == 408 && self.reused && ctx.ledger.may_resend(exchange.job.record())
                 {
-                    self.connect(ctx, exchange);
-                    return Flow::Wait;
+                    return self.connect(ctx, Opening::Request(exchange), now);
                 }
                 if let Some(secs) = head.keep_alive_secs {
                     self.idle_limit = self.idle_limit.min(keep_alive_limit(secs));
@@ -702,13 +876,7 @@ impl Slot {
                     && !self.idle_limit.is_zero()
                     && self.retire_at.is_none_or(|at| at > now) =>
             {
-                self.reused = true;
-                self.start = 0;
-                self.end = 0;
-                self.phase = Phase::Idle {
-                    since: now,
-                    until: earlier(deadline_after(now, self.idle_limit), self.retire_at),
-                };
+                self.go_idle(now);
             }
             // Not reusable, too old, bytes past the response, a body that
             // broke its framing or ran to the close: the connection ends,
@@ -720,10 +888,33 @@ impl Slot {
         Flow::Wait
     }
 
-    fn on_idle(&mut self, ctx: &Ctx<'_>, since: Instant, until: Option<Instant>) -> Flow {
+    /// The connection waits for the next message, until its idle limit or
+    /// its retirement; the request that message brings meets a
+    /// connection that sat idle, whether it served before or was opened
+    /// ahead.
+    fn go_idle(&mut self, now: Instant) {
+        self.reused = true;
+        self.start = 0;
+        self.end = 0;
+        self.phase = Phase::Idle {
+            since: now,
+            until: earlier(deadline_after(now, self.idle_limit), self.retire_at),
+        };
+    }
+
+    fn on_idle(
+        &mut self,
+        ctx: &Ctx<'_>,
+        now: Instant,
+        since: Instant,
+        until: Option<Instant>,
+    ) -> Flow {
         if self.idle_read_would_block() {
             self.phase = Phase::Idle { since, until };
         } else {
+            // The server closed it (or broke it) while it was idle.
+            self.redial
+                .closed_idle(now, self.opened_at, fastrand::f64());
             self.close(ctx.registry);
         }
         Flow::Wait

@@ -1,6 +1,7 @@
 //! The runtime against a small loopback server that answers `204`: event
 //! loops that panic (the test-only fault hook `Config::panic_at_message`
-//! makes a loop panic with a message in hand), and a body that stalls.
+//! makes a loop panic with a message in hand), and a body that stalls; in
+//! `connect`, resolvers that hang or fail and addresses that black-hole.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -13,6 +14,8 @@ use super::queue::Refused;
 use super::Runtime;
 use crate::error::FailureKind;
 use crate::{Client, Stats};
+
+mod connect;
 
 /// Answers every request on every connection with `204`, until dropped;
 /// with a `first` answer, the very first request gets that instead, and its
@@ -42,7 +45,8 @@ impl Sink {
                 match listener.accept() {
                     Ok((stream, _)) => {
                         let stop = Arc::clone(&stop);
-                        let first = first.filter(|_| count.fetch_add(1, Ordering::SeqCst) == 0);
+                        let nth = count.fetch_add(1, Ordering::SeqCst);
+                        let first = first.filter(|_| nth == 0);
                         std::thread::spawn(move || serve(stream, &stop, first));
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => {

@@ -34,6 +34,7 @@ mod lifecycle;
 mod lifetime;
 mod memory;
 mod nginx;
+mod preconnect;
 mod resilience;
 mod tls;
 mod tuning;
