@@ -75,7 +75,8 @@ impl NotifyError {
 #[non_exhaustive]
 pub enum FailureKind {
     /// The TCP connection could not be opened (refused, unreachable, name
-    /// resolution failed).
+    /// resolution failed), or, while the machine was out of sockets, no
+    /// worker could carry the message within its `timeout`.
     Connect,
     /// The TLS handshake failed: the server's certificate was not trusted or
     /// not for this host, or the server rejected the handshake with an

@@ -2,6 +2,7 @@
 //! the event loops that drain it.
 
 pub(crate) mod event_loop;
+pub(crate) mod handoff;
 pub(crate) mod job;
 pub(crate) mod park;
 pub(crate) mod queue;

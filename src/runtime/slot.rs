@@ -7,11 +7,21 @@
 //!   ▲            │ (next address)                         │ outcome decided  │   │
 //!   └────────────┴──── failure, timeout, close ◄──────────┴──────────────────┘   │
 //!                                      Send ◄── the next message ────────────────┘
+//!
+//! Closed ─► Resting ─► Closed   no socket could be opened for a local reason:
+//!                               the request goes back unsent, the slot rests
 //! ```
 //!
 //! A state carries what it needs: the request under way (the message and
 //! its attempt's deadline) exists only from `AwaitConnect` to `AwaitHead`;
-//! `DrainBody` has its own short deadline, `Idle` its expiry.
+//! `DrainBody` has its own short deadline, `Idle` its expiry, `Resting`
+//! the end of its rest.
+//!
+//! An idle connection carries a request only while it has been idle for
+//! less than the client's idle limit, which the slots teach whenever the
+//! server ends a connection they kept idle (see
+//! [`idle`](crate::policy::idle)); past it, it is closed and the request
+//! goes on a fresh one.
 //!
 //! Sockets are registered for both READABLE and WRITABLE once, when they
 //! are opened, and never re-registered: mio is edge-triggered, so a slot
@@ -30,7 +40,9 @@ use mio::{Interest, Registry, Token};
 use crate::config::Config;
 use crate::conn::{Conn, ConnError};
 use crate::error::{Cause, Failure, FailureKind, ProtocolError};
-use crate::policy::ledger::Ledger;
+use crate::policy::idle::IdleLimit;
+use crate::policy::ledger::{Ledger, Unread};
+use crate::policy::shortage;
 use crate::proto::request::{Cursor, RequestKey};
 use crate::proto::response::{Head, ResponseDecoder, Step, MAX_HEAD};
 use crate::runtime::job::Job;
@@ -49,14 +61,6 @@ const STALE_CHECK_AFTER: Duration = Duration::from_millis(100);
 /// whose body stalls must not hold the slot for the whole `timeout`.
 const DRAIN_LIMIT: Duration = Duration::from_secs(1);
 
-/// How long a connection may stay idle when the server announced
-/// `Keep-Alive: timeout=secs`: three quarters of it, so that a request is
-/// never sent into the moment the server closes the connection, while
-/// `timeout=1` still allows reuse within 750 ms.
-fn keep_alive_limit(secs: u64) -> Duration {
-    Duration::from_millis(secs.saturating_mul(750))
-}
-
 /// First size of a slot's read buffer, allocated on the first response; it
 /// grows up to the head limit.
 const INITIAL_BUFFER: usize = 4096;
@@ -68,6 +72,62 @@ pub(crate) struct Finished {
     pub(crate) result: Result<(), Failure>,
 }
 
+/// A request that never left: no socket could be opened for it for a
+/// local reason (see [`shortage`]). It goes back to the loops, which give
+/// it to another slot (see [`handoff`](crate::runtime::handoff)); its
+/// attempt and its deadline stay as they were when it was first taken.
+#[derive(Debug)]
+pub(crate) struct Unsent {
+    exchange: Exchange,
+    /// Why the socket could not be opened.
+    error: io::Error,
+}
+
+impl Unsent {
+    /// The attempt's deadline (`None`: none).
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.exchange.deadline
+    }
+
+    /// How many messages it carries.
+    pub(crate) fn len(&self) -> usize {
+        self.exchange.job.len()
+    }
+
+    /// The deadline passed before a slot could carry it: a `Connect`
+    /// failure with the local error under it, for the ledger to book as an
+    /// attempt that never reached the endpoint.
+    pub(crate) fn lapse(self) -> (Job, Failure) {
+        let failure = Failure::caused(FailureKind::Connect, Cause::Io(self.error));
+        (self.exchange.job, failure)
+    }
+
+    /// The job, given up on (shutdown, a dying loop).
+    pub(crate) fn into_job(self) -> Job {
+        self.exchange.job
+    }
+}
+
+#[cfg(test)]
+impl Unsent {
+    /// A request with `deadline` that met `EMFILE`.
+    pub(crate) fn out_of_files(job: Job, deadline: Option<Instant>) -> Unsent {
+        Unsent {
+            exchange: Exchange { job, deadline },
+            error: io::Error::other("Too many open files"),
+        }
+    }
+}
+
+/// What a slot gives back to its loop.
+#[derive(Debug)]
+pub(crate) enum Returned {
+    /// The attempt ended, for the ledger to book.
+    Finished(Finished),
+    /// The request never left, for another slot.
+    Unsent(Unsent),
+}
+
 /// What a slot needs from its loop.
 pub(crate) struct Ctx<'a> {
     pub(crate) registry: &'a Registry,
@@ -75,6 +135,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) ledger: &'a Ledger,
     /// The loop's counters: the slot counts the requests it writes.
     pub(crate) stats: &'a LoopStats,
+    /// The client's idle limit, which every slot reads and teaches.
+    pub(crate) idle: &'a IdleLimit,
 }
 
 /// A request under way: its job (the messages it carries) and its
@@ -123,6 +185,9 @@ enum Phase {
         since: Instant,
         until: Option<Instant>,
     },
+    /// No connection: the last socket could not be opened for a local
+    /// reason. The slot takes no request before `until`.
+    Resting { until: Instant },
 }
 
 /// Whether a state handler made progress worth continuing.
@@ -149,13 +214,14 @@ enum Next {
 pub(crate) struct Slot {
     token: Token,
     phase: Phase,
-    /// Present in every phase but `Closed`.
+    /// Present in every phase but `Closed` and `Resting`.
     conn: Option<Conn>,
-    /// The connection has carried a complete exchange before.
-    reused: bool,
-    /// How long the connection may sit idle: the configured limit, lowered
-    /// by the server's `Keep-Alive` hint.
-    idle_limit: Duration,
+    /// When the request under way went on a connection that had carried
+    /// an exchange before: the idle period it ended, from when to when.
+    /// `None` on a fresh connection.
+    idled: Option<(Instant, Instant)>,
+    /// Sockets that could not be opened in a row, for a local reason.
+    shortages: u32,
     /// When the connection is too old to be kept after its exchange
     /// (`max_connection_age`, jittered); `None`: no limit.
     retire_at: Option<Instant>,
@@ -165,8 +231,9 @@ pub(crate) struct Slot {
     /// A read during this event emptied the socket (a short plain-TCP
     /// read): the next bytes bring a new event, so do not read again.
     drained: bool,
-    /// The attempt that ended during this event, for the loop to book.
-    finished: Option<Finished>,
+    /// The attempt that ended, or the request that could not be sent,
+    /// during this event, for the loop.
+    returned: Option<Returned>,
     /// Response bytes read and not yet consumed: `buf[start..end]`. Empty
     /// until the slot's first response.
     buf: Vec<u8>,
@@ -180,12 +247,12 @@ impl Slot {
             token,
             phase: Phase::Closed,
             conn: None,
-            reused: false,
-            idle_limit: Duration::ZERO,
+            idled: None,
+            shortages: 0,
             retire_at: None,
             read_closed: false,
             drained: false,
-            finished: None,
+            returned: None,
             buf: Vec::new(),
             start: 0,
             end: 0,
@@ -212,25 +279,46 @@ impl Slot {
             | Phase::Send { exchange, .. }
             | Phase::AwaitHead { exchange, .. } => exchange.deadline,
             Phase::DrainBody { until, .. } | Phase::Idle { until, .. } => *until,
+            Phase::Resting { until } => Some(*until),
         }
     }
 
     /// Starts the attempt `job` was admitted for. The slot must be free.
-    pub(crate) fn assign(&mut self, job: Job, ctx: &Ctx<'_>, now: Instant) -> Option<Finished> {
-        debug_assert!(self.is_free());
+    pub(crate) fn assign(&mut self, job: Job, ctx: &Ctx<'_>, now: Instant) -> Option<Returned> {
         let exchange = Exchange {
             job,
             deadline: deadline_after(now, ctx.config.timeout),
         };
+        self.carry(exchange, ctx, now)
+    }
+
+    /// Takes up a request another slot could not send, with its attempt's
+    /// deadline. The slot must be free.
+    pub(crate) fn resume(
+        &mut self,
+        unsent: Unsent,
+        ctx: &Ctx<'_>,
+        now: Instant,
+    ) -> Option<Returned> {
+        self.carry(unsent.exchange, ctx, now)
+    }
+
+    /// Sends `exchange` on the idle connection, if it may still carry a
+    /// request, else on a fresh one.
+    fn carry(&mut self, exchange: Exchange, ctx: &Ctx<'_>, now: Instant) -> Option<Returned> {
+        debug_assert!(self.is_free());
         match std::mem::replace(&mut self.phase, Phase::Closed) {
-            Phase::Idle { since, .. } if self.still_open(ctx, now, since) => {
+            Phase::Idle { since, .. }
+                if ctx.idle.may_reuse(since, now) && self.still_open(ctx, now, since) =>
+            {
+                self.idled = Some((since, now));
                 self.begin_request(exchange);
                 self.drained = false;
                 self.drive(ctx, now);
             }
             _ => self.connect(ctx, exchange),
         }
-        self.finished.take()
+        self.returned.take()
     }
 
     /// Makes what progress the socket allows; `read_closed` when the event
@@ -240,15 +328,15 @@ impl Slot {
         ctx: &Ctx<'_>,
         now: Instant,
         read_closed: bool,
-    ) -> Option<Finished> {
+    ) -> Option<Returned> {
         self.read_closed |= read_closed;
         self.drained = false;
         self.drive(ctx, now);
-        self.finished.take()
+        self.returned.take()
     }
 
     /// Acts on a passed deadline: the attempt times out; a body's drain or
-    /// an idle connection ends with its connection.
+    /// an idle connection ends with its connection; a rest ends.
     pub(crate) fn expire(&mut self, ctx: &Ctx<'_>) -> Option<Finished> {
         let exchange = self.take_exchange();
         #[cfg(feature = "tracing")]
@@ -302,8 +390,8 @@ impl Slot {
 
     /// Ends the attempt under way, for the loop to book.
     fn finish(&mut self, job: Job, result: Result<(), Failure>) {
-        debug_assert!(self.finished.is_none(), "one attempt per slot");
-        self.finished = Some(Finished { job, result });
+        debug_assert!(self.returned.is_none(), "one attempt per slot");
+        self.returned = Some(Returned::Finished(Finished { job, result }));
     }
 
     /// Ends the attempt under way with a failure and closes the connection.
@@ -330,8 +418,19 @@ impl Slot {
         if self.idle_read_would_block() {
             return true;
         }
+        ctx.idle.observe_close(since, now);
         self.close(ctx.registry);
         false
+    }
+
+    /// The server ended the connection the request under way was written
+    /// to, before any answer (or with a goodbye `408`): when it had sat
+    /// idle before the request, the server's idle timeout struck as the
+    /// request came, which teaches the idle limit.
+    fn closed_under_request(&self, ctx: &Ctx<'_>) {
+        if let Some((since, taken)) = self.idled {
+            ctx.idle.observe_close(since, taken);
+        }
     }
 
     /// One read of an idle connection: whether it had nothing to say. EOF,
@@ -362,8 +461,7 @@ impl Slot {
     /// Opens a fresh connection for `exchange`.
     fn connect(&mut self, ctx: &Ctx<'_>, exchange: Exchange) {
         self.close(ctx.registry);
-        self.reused = false;
-        self.idle_limit = ctx.config.idle_timeout;
+        self.idled = None;
         self.retire_at = ctx.config.max_connection_age.and_then(|age| {
             // ±10 %, so that connections opened together do not all go
             // together.
@@ -407,11 +505,13 @@ impl Slot {
             });
             let stream = match opened {
                 Ok(stream) => stream,
+                Err(e) if shortage::is_local(&e) => return self.rest(ctx, exchange, e),
                 Err(e) => {
                     last = Some(e);
                     continue;
                 }
             };
+            self.shortages = 0;
             let conn = match &ctx.config.tls {
                 None => Conn::plain(stream),
                 Some(tls) => match Conn::tls(stream, tls.config.clone(), tls.name.clone()) {
@@ -438,6 +538,22 @@ impl Slot {
         )
     }
 
+    /// No socket could be opened for a local reason: the request goes back
+    /// to the loop, unsent, and the slot rests before it tries again.
+    fn rest(&mut self, ctx: &Ctx<'_>, exchange: Exchange, error: io::Error) -> Flow {
+        log_debug!(slot = self.token.0, error = %error, "no socket: resting");
+        self.close(ctx.registry);
+        self.shortages = self.shortages.saturating_add(1);
+        let now = Instant::now();
+        let rest = shortage::rest(self.shortages, &mut fastrand::Rng::new());
+        self.phase = Phase::Resting {
+            until: deadline_after(now, rest).unwrap_or(now),
+        };
+        debug_assert!(self.returned.is_none(), "one attempt per slot");
+        self.returned = Some(Returned::Unsent(Unsent { exchange, error }));
+        Flow::Wait
+    }
+
     /// Runs the state machine until it waits for an event.
     fn drive(&mut self, ctx: &Ctx<'_>, now: Instant) {
         while let Flow::Continue = self.step(ctx, now) {}
@@ -449,6 +565,10 @@ impl Slot {
         }
         match std::mem::replace(&mut self.phase, Phase::Closed) {
             Phase::Closed => Flow::Wait,
+            Phase::Resting { until } => {
+                self.phase = Phase::Resting { until };
+                Flow::Wait
+            }
             Phase::AwaitConnect {
                 exchange,
                 addrs,
@@ -462,7 +582,7 @@ impl Slot {
             } => self.on_send(ctx, exchange, cursor, sent_before),
             Phase::AwaitHead { exchange, decoder } => self.on_head(ctx, now, exchange, decoder),
             Phase::DrainBody { decoder, until } => self.on_drain(ctx, now, decoder, until),
-            Phase::Idle { since, until } => self.on_idle(ctx, since, until),
+            Phase::Idle { since, until } => self.on_idle(ctx, now, since, until),
         }
     }
 
@@ -596,8 +716,15 @@ impl Slot {
         sent_before: u64,
         e: io::Error,
     ) -> Flow {
+        self.closed_under_request(ctx);
         let untouched = self.conn.as_ref().map_or(0, Conn::sent) == sent_before;
-        if untouched && self.reused && ctx.ledger.may_resend(exchange.job.record()) {
+        if untouched
+            && ctx.ledger.may_resend(
+                exchange.job.record(),
+                self.idled.is_some(),
+                Unread::Untouched,
+            )
+        {
             self.connect(ctx, exchange);
             return Flow::Wait;
         }
@@ -617,23 +744,25 @@ impl Slot {
     ) -> Flow {
         match self.decode(&mut decoder) {
             Next::Wait => {
+                self.ack_incomplete(ctx, &decoder);
                 self.phase = Phase::AwaitHead { exchange, decoder };
                 Flow::Wait
             }
             Next::Head(head) => {
                 // A 408 read as the answer on a reused connection is the
-                // server's goodbye to a connection it found idle: it never
-                // read the request. Sent again on a fresh connection, like a
-                // request that met a closed idle connection; on a fresh
-                // connection (or past the re-sends) a 408 is the server's
-                // verdict and a failure like any other status.
-                if head.status == 408 && self.reused && ctx.ledger.may_resend(exchange.job.record())
-                {
+                // server's goodbye to a connection it found idle: sent
+                // again on a fresh connection, like a request that met a
+                // closed idle connection. On a fresh connection (or past
+                // the re-sends) it is a failure like any other status.
+                let sign = Unread::Answered(head.status);
+                let reused = self.idled.is_some();
+                if ctx.ledger.may_resend(exchange.job.record(), reused, sign) {
+                    self.closed_under_request(ctx);
                     self.connect(ctx, exchange);
                     return Flow::Wait;
                 }
                 if let Some(secs) = head.keep_alive_secs {
-                    self.idle_limit = self.idle_limit.min(keep_alive_limit(secs));
+                    ctx.idle.hint(secs);
                 }
                 let result = match head.status {
                     200..=299 => Ok(()),
@@ -660,6 +789,7 @@ impl Slot {
                 self.fail(ctx, exchange, Failure::caused(FailureKind::Protocol, cut))
             }
             Next::Eof => {
+                self.closed_under_request(ctx);
                 let e = io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "connection closed before any response byte",
@@ -671,6 +801,9 @@ impl Slot {
                 )
             }
             Next::Failed(cause) => {
+                if !decoder.started() {
+                    self.closed_under_request(ctx);
+                }
                 self.fail(ctx, exchange, Failure::caused(FailureKind::Io, cause))
             }
             Next::Invalid(e) => {
@@ -689,8 +822,10 @@ impl Slot {
         mut decoder: ResponseDecoder,
         until: Option<Instant>,
     ) -> Flow {
+        let idle_limit = ctx.idle.limit();
         match self.decode(&mut decoder) {
             Next::Wait => {
+                self.ack_incomplete(ctx, &decoder);
                 self.phase = Phase::DrainBody { decoder, until };
             }
             // A peer end of stream that came with the last bytes brings no
@@ -699,15 +834,14 @@ impl Slot {
                 if reuse
                     && self.start == self.end
                     && !self.read_closed
-                    && !self.idle_limit.is_zero()
+                    && !idle_limit.is_zero()
                     && self.retire_at.is_none_or(|at| at > now) =>
             {
-                self.reused = true;
                 self.start = 0;
                 self.end = 0;
                 self.phase = Phase::Idle {
                     since: now,
-                    until: earlier(deadline_after(now, self.idle_limit), self.retire_at),
+                    until: earlier(deadline_after(now, idle_limit), self.retire_at),
                 };
             }
             // Not reusable, too old, bytes past the response, a body that
@@ -720,13 +854,40 @@ impl Slot {
         Flow::Wait
     }
 
-    fn on_idle(&mut self, ctx: &Ctx<'_>, since: Instant, until: Option<Instant>) -> Flow {
+    /// An event on an idle connection: anything but nothing to read means
+    /// the server ended it (an end of stream, a reset, a goodbye), which
+    /// teaches the idle limit how long it keeps them.
+    fn on_idle(
+        &mut self,
+        ctx: &Ctx<'_>,
+        now: Instant,
+        since: Instant,
+        until: Option<Instant>,
+    ) -> Flow {
         if self.idle_read_would_block() {
             self.phase = Phase::Idle { since, until };
         } else {
+            ctx.idle.observe_close(since, now);
             self.close(ctx.registry);
         }
         Flow::Wait
+    }
+
+    /// A read left the response incomplete: acknowledges what came at once
+    /// (`TCP_QUICKACK`), so that a server holding the rest back until its
+    /// first segment is acknowledged (Nagle's algorithm, which
+    /// `http.server` and many others leave on) sends it now rather than
+    /// after the delayed-ACK timer, some 40 ms. A response that arrives
+    /// whole never gets here: it costs no extra syscall.
+    fn ack_incomplete(&self, ctx: &Ctx<'_>, decoder: &ResponseDecoder) {
+        if !decoder.started() {
+            return;
+        }
+        if let Some(conn) = &self.conn {
+            if conn.ack_now() {
+                ctx.stats.quick_acks.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Decodes what the buffer holds, reading more while the decoder needs

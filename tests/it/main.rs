@@ -35,5 +35,7 @@ mod lifetime;
 mod memory;
 mod nginx;
 mod resilience;
+#[cfg(target_os = "linux")]
+mod resources;
 mod tls;
 mod tuning;
