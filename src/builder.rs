@@ -171,6 +171,22 @@ impl Builder {
     /// The most simultaneous requests, each on its own keep-alive
     /// connection. Zero is ignored. Default 10; more than
     /// [`MAX_WORKERS`](crate::MAX_WORKERS) fails the build.
+    ///
+    /// Each worker holds a socket (a file descriptor, and an ephemeral
+    /// port) while its connection is open. When one cannot be opened for a
+    /// local reason (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`, or
+    /// `EADDRNOTAVAIL` when no port is left), the worker gives its message
+    /// to another worker that has a connection, or can open one, without
+    /// counting an attempt or telling the circuit breaker, and rests for a
+    /// jittered 0–10 ms, doubling with each such failure in a row up to
+    /// 0–1 s, before it tries again: concurrency narrows to what the
+    /// machine allows. The message fails only when its
+    /// [`timeout`](Builder::timeout) passes with no worker able to carry
+    /// it, as [`FailureKind::Connect`](crate::FailureKind::Connect) with
+    /// the operating system's error, and as no failure of the endpoint's
+    /// for the breaker (the retry policy retries it). While no socket at
+    /// all can be opened, one message at a time is tried this way; the
+    /// others wait in the queue.
     pub fn workers(mut self, n: usize) -> Builder {
         if n >= 1 {
             self.workers = n;
@@ -193,7 +209,9 @@ impl Builder {
     /// Deadline of one attempt, counted from when a connection slot takes
     /// the message. Zero is ignored. Default 30 s.
     ///
-    /// It bounds every wait of the attempt: for the host name's first
+    /// It bounds every wait of the attempt: while the machine is out of
+    /// sockets, for a worker that can carry it (see [`Builder::workers`]);
+    /// for the host name's first
     /// addresses when the resolver has none yet (see
     /// [`Builder::dns_refresh`]), the TCP connect over every address tried
     /// (the families alternate; the next address starts beside the others
@@ -270,8 +288,28 @@ impl Builder {
         self
     }
 
-    /// How long an unused keep-alive connection stays open. A server's
-    /// `Keep-Alive: timeout=N` lowers it to 0.75 × N seconds. Default 30 s.
+    /// How long an unused keep-alive connection stays open, at most.
+    /// Default 30 s.
+    ///
+    /// The client also learns how long the server keeps them, so that it
+    /// never writes a request into a connection as the server closes it
+    /// (the request would be lost without retry, or refused): it reuses no
+    /// connection idle for 0.75 × the server's idle timeout or more, and
+    /// closes such a connection and opens a fresh one instead.
+    ///
+    /// - A server's `Keep-Alive: timeout=N` says it: the limit is set to
+    ///   0.75 × N s (`timeout=1`: 750 ms; `timeout=0`: no reuse).
+    /// - A server that ends a connection after it sat idle for t (the end of
+    ///   stream, a reset or a goodbye `408` arriving while it is idle, or
+    ///   with the first request written to it after t) lowers the limit to
+    ///   0.75 × t. An end after less than 100 ms of idle is not taken for
+    ///   an idle timeout, so what is learned this way is never below 75 ms.
+    ///
+    /// What is learned is the client's, shared by all its connections, and
+    /// kept for its life (until a `Keep-Alive` hint replaces it): a server
+    /// that once ends idle connections early for another reason (a
+    /// restart, say) costs a fresh connection for messages after longer
+    /// gaps, never a message. Never more than this setting.
     pub fn idle_timeout(mut self, d: Duration) -> Builder {
         self.idle_timeout = d;
         self

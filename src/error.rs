@@ -76,7 +76,8 @@ impl NotifyError {
 pub enum FailureKind {
     /// The TCP connection could not be opened: refused, unreachable, or
     /// no address for the host name (its lookup failed, or had not ended
-    /// within the attempt's timeout).
+    /// within the attempt's timeout); or, while the machine was out of
+    /// sockets, no worker could carry the message within its `timeout`.
     Connect,
     /// The TLS handshake failed: the server's certificate was not trusted or
     /// not for this host, or the server rejected the handshake with an

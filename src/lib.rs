@@ -20,7 +20,14 @@
 //!   (2xx) or handed to the error handler; after [`Client::stop`],
 //!   `accepted == delivered + failed`. A request is sent at most once: it
 //!   is re-sent automatically only when a reused connection turned out
-//!   closed before it took any byte of the request.
+//!   closed before it took any byte of the request, or answered it with a
+//!   `408` (the server's goodbye to a connection it found idle).
+//! - **Connections**: kept alive and reused while they have been idle for
+//!   less than what the client learned of the server's idle timeout (see
+//!   [`Builder::idle_timeout`]). When the machine runs out of sockets
+//!   (file descriptors, ports), fewer connections carry the messages: no
+//!   message fails for it while a connection can carry it within its
+//!   `timeout` (see [`Builder::workers`]).
 //! - **Ordering**: messages leave the queue in order but travel over up to
 //!   `workers` connections at once; with `workers(1)` they arrive in order.
 //! - **Backpressure**: the client holds at most `queue_size + workers`

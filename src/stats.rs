@@ -27,6 +27,14 @@ pub struct Stats {
     /// their outcome; an automatic re-send counts again. With batching,
     /// `delivered / requests` is the messages carried per request.
     pub requests: u64,
+    /// Reads that left a response incomplete (its head, or its body, still
+    /// to come), after each of which the client acknowledged what had come
+    /// at once (Linux `TCP_QUICKACK`, one `setsockopt` each), so that a
+    /// server holding the rest back for that ACK (Nagle's algorithm) sends
+    /// it without waiting out the delayed-ACK timer. Zero while responses
+    /// arrive whole, and off Linux. A count near `requests` says the server
+    /// writes its responses in pieces: one syscall more per response.
+    pub quick_acks: u64,
     /// Messages past their [`message_ttl`](crate::Builder::message_ttl),
     /// not sent (again): counted in `failed` too.
     pub expired: u64,

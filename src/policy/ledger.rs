@@ -45,6 +45,19 @@ impl Record {
     }
 }
 
+/// What shows that the server never read a request written to a reused
+/// connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unread {
+    /// The connection failed before the kernel took any byte of it.
+    Untouched,
+    /// The server answered with this status. A `408 Request Timeout` is a
+    /// server's goodbye to a connection it found idle, written as the
+    /// request arrived: it closes without reading it (Go's transport reads
+    /// it the same way); any other status is an answer to the request.
+    Answered(u16),
+}
+
 /// Whether an admitted attempt is the message's first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Attempt {
@@ -136,10 +149,37 @@ impl Ledger {
             }
             Err(failure) => failure,
         };
+        let verdict = failure.class().breaker;
+        self.settle_failure(record, failure, verdict, now_ms, rng)
+    }
+
+    /// Books an attempt that never reached the endpoint: its deadline
+    /// passed while no socket could be opened for a local reason (see
+    /// [`shortage`](crate::policy::shortage)). The breaker hears nothing;
+    /// the retry policy decides as for any failure of its kind.
+    pub(crate) fn lapse(
+        &self,
+        record: &mut Record,
+        failure: Failure,
+        now_ms: u64,
+        rng: &mut fastrand::Rng,
+    ) -> Settled {
+        self.settle_failure(record, failure, BreakerVerdict::Neutral, now_ms, rng)
+    }
+
+    /// Books a failed attempt, telling the breaker `verdict`.
+    fn settle_failure(
+        &self,
+        record: &mut Record,
+        failure: Failure,
+        verdict: BreakerVerdict,
+        now_ms: u64,
+        rng: &mut fastrand::Rng,
+    ) -> Settled {
         let class = failure.class();
         let mut opened_circuit = false;
         if let (Some(breaker), Some(ticket)) = (&self.breaker, record.ticket.take()) {
-            match class.breaker {
+            match verdict {
                 BreakerVerdict::Failure => {
                     opened_circuit = breaker.on_failure(ticket, now_ms) == Transition::Opened;
                 }
@@ -166,11 +206,19 @@ impl Ledger {
     }
 
     /// Whether the attempt under way may be re-sent on a fresh connection
-    /// without counting an attempt or telling the breaker: its request was
-    /// written to a reused connection that took none of it, so the server
-    /// never saw it. At most [`MAX_RESENDS`] times per attempt.
-    pub(crate) fn may_resend(&self, record: &mut Record) -> bool {
-        if record.resends >= MAX_RESENDS {
+    /// without counting an attempt or telling the breaker, because `sign`
+    /// shows that the server never read its request. Only a request on a
+    /// `reused` connection (one that carried an exchange before, and sat
+    /// idle since) may be: the server closed that connection as idle while
+    /// the request was on its way. A fresh connection's failure is the
+    /// server's answer to the request. At most [`MAX_RESENDS`] times per
+    /// attempt.
+    pub(crate) fn may_resend(&self, record: &mut Record, reused: bool, sign: Unread) -> bool {
+        let unread = match sign {
+            Unread::Untouched => true,
+            Unread::Answered(status) => status == 408,
+        };
+        if !(reused && unread) || record.resends >= MAX_RESENDS {
             return false;
         }
         record.resends += 1;
@@ -473,9 +521,12 @@ mod tests {
         let mut record = Record::default();
         ledger.admit(&mut record, 0).expect("go");
         for _ in 0..MAX_RESENDS {
-            assert!(ledger.may_resend(&mut record));
+            assert!(ledger.may_resend(&mut record, true, Unread::Untouched));
         }
-        assert!(!ledger.may_resend(&mut record), "bounded");
+        assert!(
+            !ledger.may_resend(&mut record, true, Unread::Untouched),
+            "bounded"
+        );
         assert_eq!(record.attempts(), 1, "no attempt counted");
         assert_eq!(
             ledger.circuit(0),
@@ -492,7 +543,83 @@ mod tests {
         assert!(settled.opened_circuit);
         let mut fresh = Record::default();
         ledger.admit(&mut fresh, RESET_MS).expect("probe");
-        assert!(ledger.may_resend(&mut fresh));
+        assert!(ledger.may_resend(&mut fresh, true, Unread::Untouched));
+    }
+
+    #[test]
+    fn only_a_request_on_a_reused_connection_is_resent() {
+        let ledger = Ledger::new(None, None);
+        let mut record = Record::default();
+        ledger.admit(&mut record, 0).expect("go");
+        assert!(!ledger.may_resend(&mut record, false, Unread::Untouched));
+        assert!(!ledger.may_resend(&mut record, false, Unread::Answered(408)));
+        assert!(ledger.may_resend(&mut record, true, Unread::Untouched));
+    }
+
+    #[test]
+    fn a_408_on_a_reused_connection_is_resent_without_an_attempt_or_a_breaker_failure() {
+        // Every re-send comes later on the virtual clock; none counts.
+        let ledger = Ledger::new(Some(retry(3)), Some(&breaker(1)));
+        let mut record = Record::default();
+        ledger.admit(&mut record, 0).expect("go");
+        for now in 1..=u64::from(MAX_RESENDS) {
+            assert!(ledger.may_resend(&mut record, true, Unread::Answered(408)));
+            assert_eq!(ledger.circuit(now), CircuitState::Closed, "at {now} ms");
+        }
+        assert_eq!(record.attempts(), 1, "no attempt counted");
+        // Past its re-sends a 408 is the server's verdict: a failure of its
+        // status, not retried, neutral for the breaker like any 4xx.
+        assert!(!ledger.may_resend(&mut record, true, Unread::Answered(408)));
+        let now = u64::from(MAX_RESENDS) + 1;
+        let settled = ledger.settle(&mut record, status(408, None), now, &mut rng());
+        assert_eq!(
+            failed_kind(&settled),
+            Some((FailureKind::Status, Some(408)))
+        );
+        assert!(!settled.opened_circuit);
+        assert_eq!(ledger.circuit(now), CircuitState::Closed);
+    }
+
+    #[test]
+    fn a_408_on_a_fresh_connection_and_other_statuses_are_answers() {
+        let ledger = Ledger::new(Some(retry(3)), None);
+        let mut record = Record::default();
+        ledger.admit(&mut record, 0).expect("go");
+        assert!(!ledger.may_resend(&mut record, false, Unread::Answered(408)));
+        for code in [200, 204, 400, 404, 429, 500, 503] {
+            assert!(
+                !ledger.may_resend(&mut record, true, Unread::Answered(code)),
+                "{code}"
+            );
+        }
+        // None of those used up a re-send.
+        for _ in 0..MAX_RESENDS {
+            assert!(ledger.may_resend(&mut record, true, Unread::Answered(408)));
+        }
+    }
+
+    #[test]
+    fn an_attempt_that_never_left_tells_the_breaker_nothing() {
+        // A Connect failure would open this breaker at once; one whose
+        // deadline passed while no socket could be opened does not, and
+        // the retry policy still retries it.
+        let ledger = Ledger::new(Some(retry(2)), Some(&breaker(1)));
+        let mut record = Record::default();
+        ledger.admit(&mut record, 0).expect("go");
+        let emfile = Failure::caused(
+            FailureKind::Connect,
+            Cause::Io(std::io::Error::other("too many open files")),
+        );
+        let settled = ledger.lapse(&mut record, emfile, 30, &mut rng());
+        assert!(matches!(settled.fate, Fate::Retry(_)), "{settled:?}");
+        assert!(!settled.opened_circuit);
+        assert_eq!(ledger.circuit(30), CircuitState::Closed);
+        // Its retry is an attempt like any other, and so is its end.
+        assert_eq!(ledger.admit(&mut record, 40).expect("go"), Attempt::Retry);
+        let last = Failure::of(FailureKind::Connect);
+        let settled = ledger.lapse(&mut record, last, 70, &mut rng());
+        assert_eq!(failed_kind(&settled), Some((FailureKind::Connect, None)));
+        assert_eq!(ledger.circuit(70), CircuitState::Closed);
     }
 
     #[test]

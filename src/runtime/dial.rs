@@ -17,6 +17,7 @@ use mio::{Interest, Registry, Token};
 
 use crate::config::MAX_WORKERS;
 use crate::policy::eyeballs::{Next, Race};
+use crate::policy::shortage;
 
 /// The bits of a token that name the slot: enough for every slot of a
 /// loop, since a client has at most `MAX_WORKERS` of them.
@@ -50,6 +51,10 @@ pub(crate) enum Dialed {
     Connected(TcpStream),
     Pending(Dial),
     Failed(io::Error),
+    /// No socket could be opened for a local reason (out of descriptors,
+    /// buffers or ports): nothing is known of the addresses, and the
+    /// attempts in flight were closed.
+    Short(io::Error),
 }
 
 impl Dial {
@@ -93,6 +98,10 @@ impl Dial {
             match self.race.next(now) {
                 Next::Start(index) => match open(registry, self.addrs[index], token(slot, index)) {
                     Ok(stream) => self.sockets.push(stream),
+                    Err(e) if shortage::is_local(&e) => {
+                        self.close(registry);
+                        return Dialed::Short(e);
+                    }
                     Err(e) => {
                         self.race.failed();
                         self.last = Some(e);

@@ -13,14 +13,14 @@ use mio::{Events, Poll, Token};
 
 use crate::error::{Cause, Failure, FailureKind, NotificationError};
 use crate::message::Message;
-use crate::policy::ledger::{Attempt, Fate};
+use crate::policy::ledger::{Attempt, Fate, Settled};
 use crate::policy::CircuitState;
 use crate::proto::compress::Compressor;
 use crate::runtime::dial::slot_of;
 use crate::runtime::job::{Job, Spare};
 use crate::runtime::queue::{Entry, NEW, RUNNING, STOPPING};
 use crate::runtime::shared::{deadline_after, LoopStats, Shared};
-use crate::runtime::slot::{Ctx, Finished, Slot};
+use crate::runtime::slot::{Ctx, Finished, Returned, Slot};
 use crate::runtime::timers::RetryTimers;
 use crate::runtime::watch::{Idle, Watch};
 use crate::trace::{log_debug, log_warn};
@@ -251,6 +251,7 @@ impl EventLoop {
             .iter()
             .filter_map(Slot::deadline)
             .chain(self.retries.next_due())
+            .chain(self.shared.unsent.next_deadline())
             .chain(self.linger_due())
             .chain(self.open_ahead_due(now))
             .chain(wake_by)
@@ -280,27 +281,39 @@ impl EventLoop {
             let Some(slot) = self.slots.get_mut(slot_of(event.token())) else {
                 continue;
             };
-            let ended = slot.ready(
+            let returned = slot.ready(
                 &ctx(&self.poll, &self.shared, self.id),
                 now,
                 event.is_read_closed(),
             );
-            if let Some(f) = ended {
-                self.attempt_ended(f, now);
+            if let Some(r) = returned {
+                self.returned(r, now);
             }
         }
         self.tell_flush_waiters();
     }
 
-    /// Acts on passed deadlines.
+    /// Acts on passed deadlines: of the slots, and of the requests that no
+    /// slot of any loop could send in time.
     fn expire(&mut self, now: Instant) {
         for i in 0..self.slots.len() {
             if self.slots[i].deadline().is_some_and(|d| d <= now) {
                 let ended = self.slots[i].expire(&ctx(&self.poll, &self.shared, self.id), now);
-                if let Some(f) = ended {
-                    self.attempt_ended(f, now);
+                if let Some(r) = ended {
+                    self.returned(r, now);
                 }
             }
+        }
+        while let Some(unsent) = self.shared.unsent.pop_due(now) {
+            self.held.count += unsent.len();
+            let (mut job, failure) = unsent.lapse();
+            let settled = self.shared.ledger.lapse(
+                job.record(),
+                failure,
+                self.shared.millis(now),
+                &mut self.rng,
+            );
+            self.follow(job, settled, now);
         }
     }
 
@@ -315,8 +328,8 @@ impl EventLoop {
         for i in 0..self.slots.len() {
             let ended =
                 self.slots[i].address_published(&ctx(&self.poll, &self.shared, self.id), now);
-            if let Some(f) = ended {
-                self.attempt_ended(f, now);
+            if let Some(r) = ended {
+                self.returned(r, now);
             }
         }
     }
@@ -351,14 +364,25 @@ impl EventLoop {
         self.slots.iter().filter_map(Slot::opens_ahead_at).min()
     }
 
-    /// Gives due retries, then batches of queued messages, to free slots,
+    /// Gives the requests that slots could not send for want of a socket,
+    /// then due retries, then batches of queued messages, to free slots,
     /// idle connections first. Returns whether a slot is still free (so
-    /// there was nothing left to send, or a batch lingers). A slot whose
-    /// attempt ended at once takes the next job.
+    /// there was nothing left to send, or a batch lingers); a resting slot
+    /// is not. A slot whose attempt ended at once takes the next job.
     fn fill(&mut self, now: Instant) -> bool {
         for idle_pass in [true, false] {
             for i in 0..self.slots.len() {
                 while self.slots[i].is_free() && self.slots[i].is_idle() == idle_pass {
+                    // A request a slot could not send goes first, as it
+                    // was: admitted, its deadline running.
+                    if let Some(unsent) = self.shared.unsent.pop() {
+                        self.held.count += unsent.len();
+                        let ctx = ctx(&self.poll, &self.shared, self.id);
+                        if let Some(r) = self.slots[i].resume(unsent, &ctx, now) {
+                            self.returned(r, now);
+                        }
+                        continue;
+                    }
                     let mut job = match self.retries.pop_due(now) {
                         Some(job) => match self.expire_retry(job, now) {
                             Some(job) => job,
@@ -392,10 +416,10 @@ impl EventLoop {
                             continue;
                         }
                     }
-                    let ended =
+                    let returned =
                         self.slots[i].assign(job, &ctx(&self.poll, &self.shared, self.id), now);
-                    if let Some(f) = ended {
-                        self.attempt_ended(f, now);
+                    if let Some(r) = returned {
+                        self.returned(r, now);
                     }
                 }
             }
@@ -559,6 +583,21 @@ impl EventLoop {
         deadline_after(*since, self.shared.config.batching.linger)
     }
 
+    /// What a slot gave back: an ended attempt is booked; a request it
+    /// could not send waits for the next free slot of any loop (woken, in
+    /// case they are parked).
+    fn returned(&mut self, r: Returned, now: Instant) {
+        match r {
+            Returned::Finished(f) => self.attempt_ended(f, now),
+            Returned::Unsent(unsent) => {
+                self.held.count -= unsent.len();
+                if self.shared.unsent.push(unsent) {
+                    self.shared.queue.wake_all();
+                }
+            }
+        }
+    }
+
     /// Books an attempt's result: a retry goes on the timer, anything else
     /// ends the message.
     fn attempt_ended(&mut self, f: Finished, now: Instant) {
@@ -567,6 +606,11 @@ impl EventLoop {
             self.shared
                 .ledger
                 .settle(job.record(), result, self.shared.millis(now), &mut self.rng);
+        self.follow(job, settled, now);
+    }
+
+    /// Does what the ledger settled for `job`.
+    fn follow(&mut self, job: Job, settled: Settled, now: Instant) {
         if settled.opened_circuit {
             log_warn!("circuit breaker opened");
             // Retries waiting on other loops must fail now, not sleep out
@@ -610,9 +654,17 @@ impl EventLoop {
 
     /// Ends everything the loop holds with `kind`: attempts under way
     /// (abandoned, their connections closed), retries waiting, the batch
-    /// being formed, and, once the loop stops taking messages, the queue's.
+    /// being formed, and, once the loop stops taking messages, the
+    /// requests no slot could send and the queue's.
     fn give_up_all(&mut self, kind: FailureKind, now: Instant) {
         self.give_up_held(kind, now);
+        let ms = self.shared.millis(now);
+        while let Some(unsent) = self.shared.unsent.pop() {
+            self.held.count += unsent.len();
+            let mut job = unsent.into_job();
+            let failure = self.shared.ledger.give_up(job.record(), kind, ms);
+            self.end(job, Err(failure));
+        }
         self.fail_dropped();
         while let Some(entry) = self.held.take(&self.shared, self.id) {
             self.fail_alone(entry.msg, Failure::of(kind));
@@ -718,6 +770,7 @@ fn ctx<'a>(poll: &'a Poll, shared: &'a Shared, id: usize) -> Ctx<'a> {
         ledger: &shared.ledger,
         stats: &shared.loops[id],
         resolver: &shared.resolver,
+        idle: &shared.idle,
     }
 }
 
@@ -747,8 +800,8 @@ fn fail_message(
     shared.queue.release();
 }
 
-/// Every loop died: what is still queued fails as `Internal`, counted on
-/// the last loop's books.
+/// Every loop died: what is still queued, and what waits for a slot, fails
+/// as `Internal`, counted on the last loop's books.
 pub(crate) fn fail_stranded(shared: &Shared) {
     let Some(stats) = shared.loops.last() else {
         return;
@@ -763,6 +816,19 @@ pub(crate) fn fail_stranded(shared: &Shared) {
             None,
         );
     });
+    while let Some(unsent) = shared.unsent.pop() {
+        let mut job = unsent.into_job();
+        let (n, attempts) = (job.len(), job.attempts());
+        let ms = shared.millis(Instant::now());
+        let failure = shared
+            .ledger
+            .give_up(job.record(), FailureKind::Internal, ms);
+        let batched = shared.config.batching.on;
+        for (index, (msg, failure)) in job.drain().zip(failure.for_each_of(n)).enumerate() {
+            let place = batched.then_some((index, n));
+            fail_message(shared, stats, msg, failure, attempts, place);
+        }
+    }
     while let Some(entry) = shared.queue.pop() {
         let failure = Failure::of(FailureKind::Internal);
         fail_message(shared, stats, entry.msg, failure, 0, None);

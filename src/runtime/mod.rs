@@ -4,6 +4,7 @@
 
 pub(crate) mod dial;
 pub(crate) mod event_loop;
+pub(crate) mod handoff;
 pub(crate) mod job;
 pub(crate) mod park;
 pub(crate) mod queue;

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use crossbeam_utils::CachePadded;
 
 use crate::config::Config;
+use crate::policy::idle::IdleLimit;
 use crate::policy::ledger::Ledger;
+use crate::runtime::handoff::Handoff;
 use crate::runtime::queue::Queue;
 use crate::runtime::resolver::Resolver;
 use crate::stats::Stats;
@@ -22,6 +24,8 @@ pub(crate) struct LoopStats {
     pub(crate) retried: AtomicU64,
     /// Requests whose every byte was handed to the connection.
     pub(crate) requests: AtomicU64,
+    /// Reads that left a response incomplete, acknowledged at once.
+    pub(crate) quick_acks: AtomicU64,
     /// Failures that were `Expired` and `Dropped`.
     pub(crate) expired: AtomicU64,
     pub(crate) dropped: AtomicU64,
@@ -36,6 +40,12 @@ pub(crate) struct Shared {
     pub(crate) ledger: Ledger,
     /// Shared with the resolver's thread, for a host name.
     pub(crate) resolver: Arc<Resolver>,
+    /// How long the connections of every loop may sit idle, learned from
+    /// the server: its behaviour is the endpoint's, whichever loop meets it.
+    pub(crate) idle: IdleLimit,
+    /// Requests a slot could not send for want of a socket, for a slot of
+    /// any loop.
+    pub(crate) unsent: Handoff,
     pub(crate) loops: Box<[CachePadded<LoopStats>]>,
     /// Loops that have not died of a panic.
     alive: AtomicUsize,
@@ -55,6 +65,8 @@ impl Shared {
             queue,
             ledger: Ledger::new(config.retry.clone(), config.breaker.as_ref()),
             resolver: Arc::new(Resolver::new(&config)),
+            idle: IdleLimit::new(config.idle_timeout),
+            unsent: Handoff::default(),
             alive: AtomicUsize::new(config.threads),
             loops,
             config,
@@ -118,6 +130,7 @@ impl Shared {
             failed: 0,
             retried: 0,
             requests: 0,
+            quick_acks: 0,
             expired: 0,
             dropped: 0,
             rejected: q.rejected(),
@@ -132,6 +145,7 @@ impl Shared {
             s.failed += l.failed.load(Ordering::SeqCst);
             s.retried += l.retried.load(Ordering::Relaxed);
             s.requests += l.requests.load(Ordering::Relaxed);
+            s.quick_acks += l.quick_acks.load(Ordering::Relaxed);
             s.expired += l.expired.load(Ordering::Relaxed);
             s.dropped += l.dropped.load(Ordering::Relaxed);
             s.handler_panics += l.handler_panics.load(Ordering::Relaxed);

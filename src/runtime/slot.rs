@@ -7,16 +7,26 @@
 //!   ▲                              │ (addresses raced)                    │ outcome decided  │   │
 //!   └──────────────────────────────┴──── failure, timeout, close ◄────────┴──────────────────┘   │
 //!                                                      Send ◄── the next message ────────────────┘
+//!
+//! Closed ─► Resting ─► Closed   no socket could be opened for a local reason:
+//!                               the request goes back unsent, the slot rests
 //! ```
 //!
 //! A state carries what it needs: the request under way (the message and
 //! its attempt's deadline) exists only from `AwaitAddress` to `AwaitHead`;
-//! `DrainBody` has its own short deadline, `Idle` its expiry. A slot waits
+//! `DrainBody` has its own short deadline, `Idle` its expiry, `Resting`
+//! the end of its rest. A slot waits
 //! in `AwaitAddress` only while the resolver has no address list yet; its
 //! loop moves it on when a lookup's outcome is published. With
 //! `preconnect` a slot also opens its connection ahead of any message
 //! (`AwaitAddress` to `AwaitHandshake` with no request, then `Idle`); a
 //! message that finds it still opening takes that opening over.
+//!
+//! An idle connection carries a request only while it has been idle for
+//! less than the client's idle limit, which the slots teach whenever the
+//! server ends a connection they kept idle (see
+//! [`idle`](crate::policy::idle)); past it, it is closed and the request
+//! goes on a fresh one.
 //!
 //! Sockets are registered for both READABLE and WRITABLE once, when they
 //! are opened, and never re-registered: mio is edge-triggered, so a slot
@@ -33,8 +43,10 @@ use mio::{Registry, Token};
 use crate::config::Config;
 use crate::conn::{Conn, ConnError};
 use crate::error::{Cause, Failure, FailureKind, ProtocolError};
-use crate::policy::ledger::Ledger;
+use crate::policy::idle::IdleLimit;
+use crate::policy::ledger::{Ledger, Unread};
 use crate::policy::redial::Redial;
+use crate::policy::shortage;
 use crate::proto::request::{Cursor, RequestKey};
 use crate::proto::response::{Head, ResponseDecoder, Step, MAX_HEAD};
 use crate::runtime::dial::{Dial, Dialed};
@@ -55,14 +67,6 @@ const STALE_CHECK_AFTER: Duration = Duration::from_millis(100);
 /// whose body stalls must not hold the slot for the whole `timeout`.
 const DRAIN_LIMIT: Duration = Duration::from_secs(1);
 
-/// How long a connection may stay idle when the server announced
-/// `Keep-Alive: timeout=secs`: three quarters of it, so that a request is
-/// never sent into the moment the server closes the connection, while
-/// `timeout=1` still allows reuse within 750 ms.
-fn keep_alive_limit(secs: u64) -> Duration {
-    Duration::from_millis(secs.saturating_mul(750))
-}
-
 /// First size of a slot's read buffer, allocated on the first response; it
 /// grows up to the head limit.
 const INITIAL_BUFFER: usize = 4096;
@@ -74,6 +78,62 @@ pub(crate) struct Finished {
     pub(crate) result: Result<(), Failure>,
 }
 
+/// A request that never left: no socket could be opened for it for a
+/// local reason (see [`shortage`]). It goes back to the loops, which give
+/// it to another slot (see [`handoff`](crate::runtime::handoff)); its
+/// attempt and its deadline stay as they were when it was first taken.
+#[derive(Debug)]
+pub(crate) struct Unsent {
+    exchange: Exchange,
+    /// Why the socket could not be opened.
+    error: io::Error,
+}
+
+impl Unsent {
+    /// The attempt's deadline (`None`: none).
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.exchange.deadline
+    }
+
+    /// How many messages it carries.
+    pub(crate) fn len(&self) -> usize {
+        self.exchange.job.len()
+    }
+
+    /// The deadline passed before a slot could carry it: a `Connect`
+    /// failure with the local error under it, for the ledger to book as an
+    /// attempt that never reached the endpoint.
+    pub(crate) fn lapse(self) -> (Job, Failure) {
+        let failure = Failure::caused(FailureKind::Connect, Cause::Io(self.error));
+        (self.exchange.job, failure)
+    }
+
+    /// The job, given up on (shutdown, a dying loop).
+    pub(crate) fn into_job(self) -> Job {
+        self.exchange.job
+    }
+}
+
+#[cfg(test)]
+impl Unsent {
+    /// A request with `deadline` that met `EMFILE`.
+    pub(crate) fn out_of_files(job: Job, deadline: Option<Instant>) -> Unsent {
+        Unsent {
+            exchange: Exchange { job, deadline },
+            error: io::Error::other("Too many open files"),
+        }
+    }
+}
+
+/// What a slot gives back to its loop.
+#[derive(Debug)]
+pub(crate) enum Returned {
+    /// The attempt ended, for the ledger to book.
+    Finished(Finished),
+    /// The request never left, for another slot.
+    Unsent(Unsent),
+}
+
 /// What a slot needs from its loop.
 pub(crate) struct Ctx<'a> {
     pub(crate) registry: &'a Registry,
@@ -83,6 +143,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) stats: &'a LoopStats,
     /// The endpoint's addresses; told of connects that failed.
     pub(crate) resolver: &'a Resolver,
+    /// The client's idle limit, which every slot reads and teaches.
+    pub(crate) idle: &'a IdleLimit,
 }
 
 /// A request under way: its job (the messages it carries) and its
@@ -153,6 +215,9 @@ enum Phase {
         since: Instant,
         until: Option<Instant>,
     },
+    /// No connection: the last socket could not be opened for a local
+    /// reason. The slot takes no request before `until`.
+    Resting { until: Instant },
 }
 
 impl Phase {
@@ -191,19 +256,19 @@ enum Next {
 pub(crate) struct Slot {
     token: Token,
     phase: Phase,
-    /// Present from `AwaitHandshake` on.
+    /// Present from `AwaitHandshake` on; never in `Closed` or `Resting`.
     conn: Option<Conn>,
-    /// The connection sat idle before the request under way: it carried a
-    /// complete exchange before, or was opened ahead of any. The server
-    /// may have closed it meanwhile.
-    reused: bool,
+    /// When the request under way went on a connection that sat idle
+    /// before it (it carried an exchange before, or was opened ahead of
+    /// any): the idle period it ended, from when to when. The server may
+    /// have closed it meanwhile. `None` on a fresh connection.
+    idled: Option<(Instant, Instant)>,
     /// When the connection was established.
     opened_at: Instant,
     /// When the slot may open its next connection ahead of messages.
     redial: Redial,
-    /// How long the connection may sit idle: the configured limit, lowered
-    /// by the server's `Keep-Alive` hint.
-    idle_limit: Duration,
+    /// Sockets that could not be opened in a row, for a local reason.
+    shortages: u32,
     /// When the connection is too old to be kept after its exchange
     /// (`max_connection_age`, jittered); `None`: no limit.
     retire_at: Option<Instant>,
@@ -213,8 +278,9 @@ pub(crate) struct Slot {
     /// A read during this event emptied the socket (a short plain-TCP
     /// read): the next bytes bring a new event, so do not read again.
     drained: bool,
-    /// The attempt that ended during this event, for the loop to book.
-    finished: Option<Finished>,
+    /// The attempt that ended, or the request that could not be sent,
+    /// during this event, for the loop.
+    returned: Option<Returned>,
     /// Response bytes read and not yet consumed: `buf[start..end]`. Empty
     /// until the slot's first response.
     buf: Vec<u8>,
@@ -228,14 +294,14 @@ impl Slot {
             token,
             phase: Phase::Closed,
             conn: None,
-            reused: false,
+            idled: None,
             opened_at: Instant::now(),
             redial: Redial::default(),
-            idle_limit: Duration::ZERO,
+            shortages: 0,
             retire_at: None,
             read_closed: false,
             drained: false,
-            finished: None,
+            returned: None,
             buf: Vec::new(),
             start: 0,
             end: 0,
@@ -268,18 +334,39 @@ impl Slot {
             Phase::AwaitConnect { opening, dial } => earlier(opening.deadline(), dial.due()),
             Phase::Send { exchange, .. } | Phase::AwaitHead { exchange, .. } => exchange.deadline,
             Phase::DrainBody { until, .. } | Phase::Idle { until, .. } => *until,
+            Phase::Resting { until } => Some(*until),
         }
     }
 
     /// Starts the attempt `job` was admitted for. The slot must be free.
-    pub(crate) fn assign(&mut self, job: Job, ctx: &Ctx<'_>, now: Instant) -> Option<Finished> {
-        debug_assert!(self.is_free());
+    pub(crate) fn assign(&mut self, job: Job, ctx: &Ctx<'_>, now: Instant) -> Option<Returned> {
         let exchange = Exchange {
             job,
             deadline: deadline_after(now, ctx.config.timeout),
         };
+        self.carry(exchange, ctx, now)
+    }
+
+    /// Takes up a request another slot could not send, with its attempt's
+    /// deadline. The slot must be free.
+    pub(crate) fn resume(
+        &mut self,
+        unsent: Unsent,
+        ctx: &Ctx<'_>,
+        now: Instant,
+    ) -> Option<Returned> {
+        self.carry(unsent.exchange, ctx, now)
+    }
+
+    /// Sends `exchange` on the idle connection, if it may still carry a
+    /// request, else on a fresh one.
+    fn carry(&mut self, exchange: Exchange, ctx: &Ctx<'_>, now: Instant) -> Option<Returned> {
+        debug_assert!(self.is_free());
         match std::mem::replace(&mut self.phase, Phase::Closed) {
-            Phase::Idle { since, .. } if self.still_open(ctx, now, since) => {
+            Phase::Idle { since, .. }
+                if ctx.idle.may_reuse(since, now) && self.still_open(ctx, now, since) =>
+            {
+                self.idled = Some((since, now));
                 self.begin_request(exchange);
                 self.drained = false;
                 self.drive(ctx, now);
@@ -316,7 +403,7 @@ impl Slot {
                 }
             }
         }
-        self.finished.take()
+        self.returned.take()
     }
 
     /// Whether the slot may open a connection ahead of messages at `now`:
@@ -347,7 +434,7 @@ impl Slot {
 
     /// A lookup's outcome was published: a slot waiting for an address
     /// goes on with the list, or fails with the lookup's error.
-    pub(crate) fn address_published(&mut self, ctx: &Ctx<'_>, now: Instant) -> Option<Finished> {
+    pub(crate) fn address_published(&mut self, ctx: &Ctx<'_>, now: Instant) -> Option<Returned> {
         let (opening, found) = match std::mem::replace(&mut self.phase, Phase::Closed) {
             Phase::AwaitAddress { opening, ticket } => match ctx.resolver.answer(ticket) {
                 Answer::Ready(addrs) => (opening, Ok(addrs)),
@@ -376,7 +463,7 @@ impl Slot {
                 self.fail_opening(ctx, opening, failure, now);
             }
         }
-        self.finished.take()
+        self.returned.take()
     }
 
     /// Makes what progress the socket allows; `read_closed` when the event
@@ -386,22 +473,22 @@ impl Slot {
         ctx: &Ctx<'_>,
         now: Instant,
         read_closed: bool,
-    ) -> Option<Finished> {
+    ) -> Option<Returned> {
         self.read_closed |= read_closed;
         self.drained = false;
         self.drive(ctx, now);
-        self.finished.take()
+        self.returned.take()
     }
 
     /// Acts on a passed deadline: the next address of a connect joins the
     /// race; the attempt (or an opening ahead of messages) times out; a
-    /// body's drain or an idle connection ends with its connection. An
-    /// attempt still waiting for an address fails as `Connect`.
-    pub(crate) fn expire(&mut self, ctx: &Ctx<'_>, now: Instant) -> Option<Finished> {
+    /// body's drain or an idle connection ends with its connection; a rest
+    /// ends. An attempt still waiting for an address fails as `Connect`.
+    pub(crate) fn expire(&mut self, ctx: &Ctx<'_>, now: Instant) -> Option<Returned> {
         let failure = match &self.phase {
             Phase::AwaitConnect { opening, .. } if opening.deadline().is_none_or(|at| at > now) => {
                 self.drive(ctx, now);
-                return self.finished.take();
+                return self.returned.take();
             }
             Phase::AwaitAddress { .. } => {
                 let e = io::Error::new(
@@ -434,9 +521,11 @@ impl Slot {
             );
         }
         self.close(ctx.registry);
-        exchange.map(|exchange| Finished {
-            job: exchange.job,
-            result: Err(failure),
+        exchange.map(|exchange| {
+            Returned::Finished(Finished {
+                job: exchange.job,
+                result: Err(failure),
+            })
         })
     }
 
@@ -493,8 +582,8 @@ impl Slot {
 
     /// Ends the attempt under way, for the loop to book.
     fn finish(&mut self, job: Job, result: Result<(), Failure>) {
-        debug_assert!(self.finished.is_none(), "one attempt per slot");
-        self.finished = Some(Finished { job, result });
+        debug_assert!(self.returned.is_none(), "one attempt per slot");
+        self.returned = Some(Returned::Finished(Finished { job, result }));
     }
 
     /// Ends the attempt under way with a failure and closes the connection.
@@ -521,8 +610,19 @@ impl Slot {
         if self.idle_read_would_block() {
             return true;
         }
+        ctx.idle.observe_close(since, now);
         self.close(ctx.registry);
         false
+    }
+
+    /// The server ended the connection the request under way was written
+    /// to, before any answer (or with a goodbye `408`): when it had sat
+    /// idle before the request, the server's idle timeout struck as the
+    /// request came, which teaches the idle limit.
+    fn closed_under_request(&self, ctx: &Ctx<'_>) {
+        if let Some((since, taken)) = self.idled {
+            ctx.idle.observe_close(since, taken);
+        }
     }
 
     /// One read of an idle connection: whether it had nothing to say. EOF,
@@ -555,8 +655,7 @@ impl Slot {
     /// `Continue` when the connects are to start.
     fn connect(&mut self, ctx: &Ctx<'_>, opening: Opening, now: Instant) -> Flow {
         self.close(ctx.registry);
-        self.reused = false;
-        self.idle_limit = ctx.config.idle_timeout;
+        self.idled = None;
         self.retire_at = ctx.config.max_connection_age.and_then(|age| {
             // ±10 %, so that connections opened together do not all go
             // together.
@@ -605,6 +704,21 @@ impl Slot {
         }
     }
 
+    /// No socket could be opened for a local reason: the request goes back
+    /// to the loop, unsent, and the slot rests before it tries again.
+    fn rest(&mut self, ctx: &Ctx<'_>, exchange: Exchange, error: io::Error, now: Instant) -> Flow {
+        log_debug!(slot = self.token.0, error = %error, "no socket: resting");
+        self.close(ctx.registry);
+        self.shortages = self.shortages.saturating_add(1);
+        let rest = shortage::rest(self.shortages, &mut fastrand::Rng::new());
+        self.phase = Phase::Resting {
+            until: deadline_after(now, rest).unwrap_or(now),
+        };
+        debug_assert!(self.returned.is_none(), "one attempt per slot");
+        self.returned = Some(Returned::Unsent(Unsent { exchange, error }));
+        Flow::Wait
+    }
+
     /// Runs the state machine until it waits for an event.
     fn drive(&mut self, ctx: &Ctx<'_>, now: Instant) {
         while let Flow::Continue = self.step(ctx, now) {}
@@ -618,6 +732,10 @@ impl Slot {
         }
         match std::mem::replace(&mut self.phase, Phase::Closed) {
             Phase::Closed => Flow::Wait,
+            Phase::Resting { until } => {
+                self.phase = Phase::Resting { until };
+                Flow::Wait
+            }
             Phase::AwaitAddress { opening, ticket } => {
                 self.phase = Phase::AwaitAddress { opening, ticket };
                 Flow::Wait
@@ -646,8 +764,18 @@ impl Slot {
                 let failure = Failure::caused(FailureKind::Connect, Cause::Io(e));
                 return self.fail_opening(ctx, opening, failure, now);
             }
+            // Out of sockets here: a request goes back for a slot that
+            // can carry it; an opening ahead backs off.
+            Dialed::Short(e) => match opening {
+                Opening::Request(exchange) => return self.rest(ctx, exchange, e, now),
+                Opening::Ahead { .. } => {
+                    let failure = Failure::caused(FailureKind::Connect, Cause::Io(e));
+                    return self.fail_opening(ctx, opening, failure, now);
+                }
+            },
             Dialed::Connected(stream) => stream,
         };
+        self.shortages = 0;
         log_debug!(slot = self.token.0, peer = ?stream.peer_addr().ok(), "connection opened");
         self.opened_at = now;
         // Small requests must not wait for Nagle's algorithm; a failure
@@ -679,7 +807,7 @@ impl Slot {
                     Flow::Continue
                 }
                 Opening::Ahead { .. } => {
-                    self.go_idle(now);
+                    self.go_idle(ctx, now);
                     Flow::Wait
                 }
             },
@@ -770,8 +898,15 @@ impl Slot {
         sent_before: u64,
         e: io::Error,
     ) -> Flow {
+        self.closed_under_request(ctx);
         let untouched = self.conn.as_ref().map_or(0, Conn::sent) == sent_before;
-        if untouched && self.reused && ctx.ledger.may_resend(exchange.job.record()) {
+        if untouched
+            && ctx.ledger.may_resend(
+                exchange.job.record(),
+                self.idled.is_some(),
+                Unread::Untouched,
+            )
+        {
             return self.connect(ctx, Opening::Request(exchange), now);
         }
         self.fail(
@@ -790,6 +925,7 @@ impl Slot {
     ) -> Flow {
         match self.decode(&mut decoder) {
             Next::Wait => {
+                self.ack_incomplete(ctx, &decoder);
                 self.phase = Phase::AwaitHead { exchange, decoder };
                 Flow::Wait
             }
@@ -797,17 +933,18 @@ impl Slot {
                 // The server answers: openings ahead start afresh.
                 self.redial.served();
                 // A 408 read as the answer on a reused connection is the
-                // server's goodbye to a connection it found idle: it never
-                // read the request. Sent again on a fresh connection, like a
-                // request that met a closed idle connection; on a fresh
-                // connection (or past the re-sends) a 408 is the server's
-                // verdict and a failure like any other status.
-                if head.status == 408 && self.reused && ctx.ledger.may_resend(exchange.job.record())
-                {
+                // server's goodbye to a connection it found idle: sent
+                // again on a fresh connection, like a request that met a
+                // closed idle connection. On a fresh connection (or past
+                // the re-sends) it is a failure like any other status.
+                let sign = Unread::Answered(head.status);
+                let reused = self.idled.is_some();
+                if ctx.ledger.may_resend(exchange.job.record(), reused, sign) {
+                    self.closed_under_request(ctx);
                     return self.connect(ctx, Opening::Request(exchange), now);
                 }
                 if let Some(secs) = head.keep_alive_secs {
-                    self.idle_limit = self.idle_limit.min(keep_alive_limit(secs));
+                    ctx.idle.hint(secs);
                 }
                 let result = match head.status {
                     200..=299 => Ok(()),
@@ -834,6 +971,7 @@ impl Slot {
                 self.fail(ctx, exchange, Failure::caused(FailureKind::Protocol, cut))
             }
             Next::Eof => {
+                self.closed_under_request(ctx);
                 let e = io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "connection closed before any response byte",
@@ -845,6 +983,9 @@ impl Slot {
                 )
             }
             Next::Failed(cause) => {
+                if !decoder.started() {
+                    self.closed_under_request(ctx);
+                }
                 self.fail(ctx, exchange, Failure::caused(FailureKind::Io, cause))
             }
             Next::Invalid(e) => {
@@ -863,8 +1004,10 @@ impl Slot {
         mut decoder: ResponseDecoder,
         until: Option<Instant>,
     ) -> Flow {
+        let idle_limit = ctx.idle.limit();
         match self.decode(&mut decoder) {
             Next::Wait => {
+                self.ack_incomplete(ctx, &decoder);
                 self.phase = Phase::DrainBody { decoder, until };
             }
             // A peer end of stream that came with the last bytes brings no
@@ -873,10 +1016,10 @@ impl Slot {
                 if reuse
                     && self.start == self.end
                     && !self.read_closed
-                    && !self.idle_limit.is_zero()
+                    && !idle_limit.is_zero()
                     && self.retire_at.is_none_or(|at| at > now) =>
             {
-                self.go_idle(now);
+                self.go_idle(ctx, now);
             }
             // Not reusable, too old, bytes past the response, a body that
             // broke its framing or ran to the close: the connection ends,
@@ -888,20 +1031,22 @@ impl Slot {
         Flow::Wait
     }
 
-    /// The connection waits for the next message, until its idle limit or
-    /// its retirement; the request that message brings meets a
+    /// The connection waits for the next message, until the client's idle
+    /// limit or its retirement; the request that message brings meets a
     /// connection that sat idle, whether it served before or was opened
     /// ahead.
-    fn go_idle(&mut self, now: Instant) {
-        self.reused = true;
+    fn go_idle(&mut self, ctx: &Ctx<'_>, now: Instant) {
         self.start = 0;
         self.end = 0;
         self.phase = Phase::Idle {
             since: now,
-            until: earlier(deadline_after(now, self.idle_limit), self.retire_at),
+            until: earlier(deadline_after(now, ctx.idle.limit()), self.retire_at),
         };
     }
 
+    /// An event on an idle connection: anything but nothing to read means
+    /// the server ended it (an end of stream, a reset, a goodbye), which
+    /// teaches the idle limit how long it keeps them.
     fn on_idle(
         &mut self,
         ctx: &Ctx<'_>,
@@ -913,11 +1058,29 @@ impl Slot {
             self.phase = Phase::Idle { since, until };
         } else {
             // The server closed it (or broke it) while it was idle.
+            ctx.idle.observe_close(since, now);
             self.redial
                 .closed_idle(now, self.opened_at, fastrand::f64());
             self.close(ctx.registry);
         }
         Flow::Wait
+    }
+
+    /// A read left the response incomplete: acknowledges what came at once
+    /// (`TCP_QUICKACK`), so that a server holding the rest back until its
+    /// first segment is acknowledged (Nagle's algorithm, which
+    /// `http.server` and many others leave on) sends it now rather than
+    /// after the delayed-ACK timer, some 40 ms. A response that arrives
+    /// whole never gets here: it costs no extra syscall.
+    fn ack_incomplete(&self, ctx: &Ctx<'_>, decoder: &ResponseDecoder) {
+        if !decoder.started() {
+            return;
+        }
+        if let Some(conn) = &self.conn {
+            if conn.ack_now() {
+                ctx.stats.quick_acks.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Decodes what the buffer holds, reading more while the decoder needs

@@ -2,8 +2,10 @@
 //! (per response, every N requests, when idle), slow and unusual but valid
 //! responses. None of these may cost a notification.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use notifier::Client;
 
@@ -318,4 +320,138 @@ fn a_busy_connection_is_replaced_once_it_ages_and_nothing_is_lost() {
         "{} connections in 300 ms with an age of 20 ms",
         server.connections()
     );
+}
+
+/// A server with lighttpd's idle rules, scaled down: a request that
+/// arrives on a connection idle for `refuse_after` or more is read and the
+/// connection closed without an answer (lighttpd, checking its idle
+/// connections, closes one whose request came as it looked), and, with
+/// `close_after`, an idle connection is closed then (lighttpd looks once a
+/// second, so it closes them a while after its limit).
+fn refusing_idle_requests(refuse_after: Duration, close_after: Option<Duration>) -> Server {
+    let answered: Mutex<HashMap<usize, Instant>> = Mutex::new(HashMap::new());
+    let script = move |request: &support::Request, info: support::ConnInfo| {
+        let mut answered = support::lock(&answered);
+        if let Some(&at) = answered.get(&info.conn) {
+            if request.received.saturating_duration_since(at) >= refuse_after {
+                return Action::Close;
+            }
+        }
+        answered.insert(info.conn, Instant::now());
+        Action::no_content()
+    };
+    match close_after {
+        Some(idle) => Server::start_with_idle_close(idle, script),
+        None => Server::start(script),
+    }
+}
+
+/// Sends `bursts` bursts of `per_burst` messages through `client`, each
+/// delivered before a pause: `first_gap` after the first burst, `gap`
+/// after the others. Gives back the ids of the messages that failed.
+fn bursts(
+    client: &Client,
+    failures: &support::Failures,
+    bursts: usize,
+    per_burst: usize,
+    first_gap: Duration,
+    gap: Duration,
+) -> Vec<usize> {
+    for burst in 0..bursts {
+        if burst == 1 {
+            thread::sleep(first_gap);
+        } else if burst > 1 {
+            thread::sleep(gap);
+        }
+        for i in burst * per_burst..(burst + 1) * per_burst {
+            client.notify(msg(i)).expect("notify");
+        }
+        assert!(client.flush(LONG), "burst {burst}: {:?}", client.stats());
+    }
+    let mut failed: Vec<usize> = failures
+        .take()
+        .iter()
+        .map(|f| support::id_of(f.error.message()))
+        .collect();
+    failed.sort_unstable();
+    failed
+}
+
+#[test]
+fn an_idle_close_teaches_the_client_to_stop_reusing_connections_idle_for_three_quarters_of_it() {
+    // The server refuses requests after 400 ms of idle and closes idle
+    // connections at 600 ms. After a first pause of 900 ms the client has
+    // seen a connection closed after 600 ms idle; from then on it reuses
+    // none idle for 450 ms or more. So the bursts 500 ms apart that follow,
+    // which would meet connections the server still holds open but
+    // refuses requests on, go on fresh ones: nothing is lost, without
+    // retry, and each burst has its own connection.
+    let server =
+        refusing_idle_requests(Duration::from_millis(400), Some(Duration::from_millis(600)));
+    let (client, failures) = started(Client::builder(&server.url()).workers(1).idle_timeout(LONG));
+    let failed = bursts(
+        &client,
+        &failures,
+        5,
+        5,
+        Duration::from_millis(900),
+        Duration::from_millis(500),
+    );
+    client.stop();
+    assert_eq!(failed, Vec::<usize>::new(), "{:?}", client.stats());
+    assert_eq!(client.stats().delivered, 25);
+    assert_eq!(server.connections(), 5, "one connection per burst");
+}
+
+#[test]
+fn a_request_refused_after_an_idle_period_teaches_the_client_the_same() {
+    // The server never closes idle connections itself; it refuses requests
+    // after 300 ms of idle. The first request of the second burst, 450 ms
+    // after the first, is the only one lost: written into a connection the
+    // server has kept, and closed without an answer (not re-sent: the
+    // server may have acted on it, and retry is off). That teaches the
+    // client a limit of about 340 ms, so the later bursts, as far apart,
+    // go on fresh connections.
+    let server = refusing_idle_requests(Duration::from_millis(300), None);
+    let (client, failures) = started(Client::builder(&server.url()).workers(1).idle_timeout(LONG));
+    let gap = Duration::from_millis(450);
+    let failed = bursts(&client, &failures, 5, 4, gap, gap);
+    client.stop();
+    assert_eq!(failed, [4], "{:?}", client.stats());
+    assert_eq!(client.stats().delivered, 19);
+}
+
+/// `200 OK` with a body of two bytes: its head, then its body.
+const SPLIT_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n";
+const SPLIT_BODY: &[u8] = b"ok";
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_response_held_back_by_nagle_is_acknowledged_at_once() {
+    // Like Python's `http.server`: the head and the body in two writes,
+    // Nagle's algorithm on, so the body leaves only once the head is
+    // acknowledged. The client acknowledges the incomplete response at
+    // once rather than after its delayed-ACK timer.
+    let server = Server::start_raw(|mut conn: support::RawConn<'_>| {
+        conn.nagle();
+        while let Some((request, _)) = conn.next_request() {
+            conn.record(request);
+            if !(conn.write(SPLIT_HEAD) && conn.write(SPLIT_BODY)) {
+                return;
+            }
+        }
+    });
+    let n = 20;
+    let client = support::send_all(&server, Client::builder(&server.url()).workers(1), n);
+    let stats = client.stats();
+    assert!(stats.quick_acks > 0, "{stats:?}");
+    assert_eq!(server.connections(), 1, "the connection was not reused");
+}
+
+#[test]
+fn a_response_that_arrives_whole_costs_no_quick_ack() {
+    let whole = [SPLIT_HEAD, SPLIT_BODY].concat();
+    let server = Server::always(Action::Reply(whole));
+    let client = support::send_all(&server, Client::builder(&server.url()).workers(2), 100);
+    assert_eq!(client.stats().quick_acks, 0, "{:?}", client.stats());
 }

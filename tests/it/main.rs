@@ -36,5 +36,7 @@ mod memory;
 mod nginx;
 mod preconnect;
 mod resilience;
+#[cfg(target_os = "linux")]
+mod resources;
 mod tls;
 mod tuning;

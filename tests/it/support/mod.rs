@@ -40,7 +40,9 @@ pub(crate) use failures::{
 pub(crate) use gated::Gated;
 pub(crate) use loops::{build, build_finding_loops};
 pub(crate) use raw::RawConn;
-pub(crate) use server::{lock, response, Action, Ending, Request, Server, Step, NO_CONTENT};
+pub(crate) use server::{
+    lock, response, Action, ConnInfo, Ending, Request, Server, Step, NO_CONTENT,
+};
 
 /// Run first on every server thread, when set: a test binary that counts
 /// allocations sets it (once) to leave the server's own out of the count.

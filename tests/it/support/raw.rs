@@ -167,6 +167,13 @@ impl RawConn<'_> {
         gone
     }
 
+    /// Turns Nagle's algorithm on (the server's sockets have it off): a
+    /// small write then leaves only once what went before it is
+    /// acknowledged, as on most servers that never set `TCP_NODELAY`.
+    pub(crate) fn nagle(&self) {
+        let _ = self.tcp.set_nodelay(false);
+    }
+
     /// Writes `bytes`; false when the connection broke.
     pub(crate) fn write(&mut self, bytes: &[u8]) -> bool {
         self.tcp.write_all(bytes).is_ok()
