@@ -16,6 +16,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::policy::RetryConfig;
+
 /// The cap on the wait after the first failure in a row.
 pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// The cap on every wait.
@@ -64,12 +66,13 @@ impl Redial {
     }
 }
 
-/// `min(MAX_BACKOFF, FIRST_BACKOFF · 2^(failures − 1))`.
+/// `min(MAX_BACKOFF, FIRST_BACKOFF · 2^(failures − 1))`: the retry
+/// policy's cap, doubling.
 fn backoff_cap(failures: u32) -> Duration {
-    let doublings = failures.saturating_sub(1).min(31);
-    FIRST_BACKOFF
-        .checked_mul(1 << doublings)
-        .map_or(MAX_BACKOFF, |cap| cap.min(MAX_BACKOFF))
+    RetryConfig::default()
+        .initial_backoff(FIRST_BACKOFF)
+        .max_backoff(MAX_BACKOFF)
+        .backoff_cap(failures.saturating_sub(1))
 }
 
 #[cfg(test)]

@@ -164,7 +164,7 @@ impl RetryConfig {
     }
 
     /// `min(max_backoff, initial_backoff · multiplier^retries)`.
-    fn backoff_cap(&self, retries: u32) -> Duration {
+    pub(crate) fn backoff_cap(&self, retries: u32) -> Duration {
         if self.initial_backoff >= self.max_backoff {
             // The multiplier is at least 1: the cap is reached at once.
             return self.max_backoff;

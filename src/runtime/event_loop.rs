@@ -219,7 +219,7 @@ impl EventLoop {
             return false;
         }
         if !self.watching {
-            let fixed = self.watch.in_fixed_spin(now);
+            let fixed = matches!(idle, Idle::Spin { fixed: true });
             if !self.shared.queue.watch(fixed) {
                 return false;
             }

@@ -230,6 +230,15 @@ impl Phase {
             _ => None,
         }
     }
+
+    fn opening_mut(&mut self) -> Option<&mut Opening> {
+        match self {
+            Phase::AwaitAddress { opening, .. }
+            | Phase::AwaitConnect { opening, .. }
+            | Phase::AwaitHandshake { opening } => Some(opening),
+            _ => None,
+        }
+    }
 }
 
 /// Whether a state handler made progress worth continuing.
@@ -362,40 +371,17 @@ impl Slot {
     /// request, else on a fresh one.
     fn carry(&mut self, exchange: Exchange, ctx: &Ctx<'_>, now: Instant) -> Option<Returned> {
         debug_assert!(self.is_free());
+        // Opening ahead of messages: the request takes the opening over.
+        if let Some(opening) = self.phase.opening_mut().filter(|o| o.is_ahead()) {
+            *opening = Opening::Request(exchange);
+            return self.returned.take();
+        }
         match std::mem::replace(&mut self.phase, Phase::Closed) {
-            Phase::Idle { since, .. }
-                if ctx.idle.may_reuse(since, now) && self.still_open(ctx, now, since) =>
-            {
+            Phase::Idle { since, .. } if self.may_carry(ctx, now, since) => {
                 self.idled = Some((since, now));
                 self.begin_request(exchange);
                 self.drained = false;
                 self.drive(ctx, now);
-            }
-            // Opening ahead of messages: the request takes it over.
-            Phase::AwaitAddress {
-                opening: Opening::Ahead { .. },
-                ticket,
-            } => {
-                self.phase = Phase::AwaitAddress {
-                    opening: Opening::Request(exchange),
-                    ticket,
-                }
-            }
-            Phase::AwaitConnect {
-                opening: Opening::Ahead { .. },
-                dial,
-            } => {
-                self.phase = Phase::AwaitConnect {
-                    opening: Opening::Request(exchange),
-                    dial,
-                }
-            }
-            Phase::AwaitHandshake {
-                opening: Opening::Ahead { .. },
-            } => {
-                self.phase = Phase::AwaitHandshake {
-                    opening: Opening::Request(exchange),
-                }
             }
             _ => {
                 if let Flow::Continue = self.connect(ctx, Opening::Request(exchange), now) {
@@ -600,10 +586,14 @@ impl Slot {
         Flow::Wait
     }
 
-    /// Whether an idle connection can carry a request: a cold one must not
-    /// have an end of stream (or stray bytes) waiting whose event the loop
-    /// has not handled yet.
-    fn still_open(&mut self, ctx: &Ctx<'_>, now: Instant, since: Instant) -> bool {
+    /// Whether a connection idle since `since` can carry a request at
+    /// `now`: it has been idle for less than the client's idle limit, and a
+    /// cold one must not have an end of stream (or stray bytes) waiting
+    /// whose event the loop has not handled yet.
+    fn may_carry(&mut self, ctx: &Ctx<'_>, now: Instant, since: Instant) -> bool {
+        if !ctx.idle.may_reuse(since, now) {
+            return false;
+        }
         if now.saturating_duration_since(since) < STALE_CHECK_AFTER {
             return true;
         }
@@ -807,7 +797,7 @@ impl Slot {
                     Flow::Continue
                 }
                 Opening::Ahead { .. } => {
-                    self.go_idle(ctx, now);
+                    self.go_idle(now, ctx.idle.limit());
                     Flow::Wait
                 }
             },
@@ -1019,7 +1009,7 @@ impl Slot {
                     && !idle_limit.is_zero()
                     && self.retire_at.is_none_or(|at| at > now) =>
             {
-                self.go_idle(ctx, now);
+                self.go_idle(now, idle_limit);
             }
             // Not reusable, too old, bytes past the response, a body that
             // broke its framing or ran to the close: the connection ends,
@@ -1031,16 +1021,16 @@ impl Slot {
         Flow::Wait
     }
 
-    /// The connection waits for the next message, until the client's idle
-    /// limit or its retirement; the request that message brings meets a
-    /// connection that sat idle, whether it served before or was opened
+    /// The connection waits for the next message, until `idle_limit` (the
+    /// client's) or its retirement; the request that message brings meets
+    /// a connection that sat idle, whether it served before or was opened
     /// ahead.
-    fn go_idle(&mut self, ctx: &Ctx<'_>, now: Instant) {
+    fn go_idle(&mut self, now: Instant, idle_limit: Duration) {
         self.start = 0;
         self.end = 0;
         self.phase = Phase::Idle {
             since: now,
-            until: earlier(deadline_after(now, ctx.idle.limit()), self.retire_at),
+            until: earlier(deadline_after(now, idle_limit), self.retire_at),
         };
     }
 

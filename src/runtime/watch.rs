@@ -43,8 +43,10 @@ pub(crate) const DOZE: Duration = Duration::from_micros(50);
 /// What a loop with a free slot and an empty queue does next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Idle {
-    /// Look at the sockets without blocking, then at the queue again.
-    Spin,
+    /// Look at the sockets without blocking, then at the queue again;
+    /// `fixed` when the builder's fixed window, not the adaptive rule,
+    /// says so (every loop in it spins, not only one).
+    Spin { fixed: bool },
     /// Sleep this long, then look at the sockets and the queue again.
     Doze(Duration),
     /// Block until a producer or a socket wakes the loop.
@@ -110,24 +112,17 @@ impl Watch {
     pub(crate) fn next(&self, now: Instant) -> Idle {
         let since = |at: Option<Instant>| at.map(|at| now.saturating_duration_since(at));
         if since(self.active_at).is_some_and(|d| d < self.spin) {
-            return Idle::Spin;
+            return Idle::Spin { fixed: true };
         }
         if !self.adaptive {
             return Idle::Park;
         }
         let window = (self.gap * WATCH_GAPS).min(WATCH_MAX);
         match since(self.arrived_at) {
-            Some(idle) if idle < window && self.gap <= SPIN_GAP => Idle::Spin,
+            Some(idle) if idle < window && self.gap <= SPIN_GAP => Idle::Spin { fixed: false },
             Some(idle) if idle < window => Idle::Doze(DOZE),
             _ => Idle::Park,
         }
-    }
-
-    /// Whether the fixed spin window, not the adaptive rule, decides at
-    /// `now`: every loop in it spins, not only one.
-    pub(crate) fn in_fixed_spin(&self, now: Instant) -> bool {
-        self.active_at
-            .is_some_and(|at| now.saturating_duration_since(at) < self.spin)
     }
 }
 
@@ -158,8 +153,8 @@ mod tests {
         let mut w = Watch::new(Duration::ZERO, true);
         let t = Instant::now();
         let last = arrivals(&mut w, t, 50 * US, 40);
-        assert_eq!(w.next(last + US), Idle::Spin);
-        assert_eq!(w.next(last + 300 * US), Idle::Spin);
+        assert_eq!(w.next(last + US), Idle::Spin { fixed: false });
+        assert_eq!(w.next(last + 300 * US), Idle::Spin { fixed: false });
         assert_eq!(w.next(last + 500 * US), Idle::Park);
     }
 
@@ -200,7 +195,7 @@ mod tests {
         let t = Instant::now();
         let last = arrivals(&mut w, t, 1_000 * US, 40);
         let last = arrivals(&mut w, last + 20 * US, 20 * US, 30);
-        assert_eq!(w.next(last + 10 * US), Idle::Spin);
+        assert_eq!(w.next(last + 10 * US), Idle::Spin { fixed: false });
     }
 
     #[test]
@@ -208,10 +203,8 @@ mod tests {
         let mut w = Watch::new(100 * US, false);
         let t = Instant::now();
         w.socket_event(t);
-        assert_eq!(w.next(t + 99 * US), Idle::Spin);
-        assert!(w.in_fixed_spin(t + 99 * US));
+        assert_eq!(w.next(t + 99 * US), Idle::Spin { fixed: true });
         assert_eq!(w.next(t + 100 * US), Idle::Park);
-        assert!(!w.in_fixed_spin(t + 100 * US));
     }
 
     #[test]
